@@ -1,0 +1,276 @@
+"""Experiment configuration: YAML files validated into typed objects.
+
+A config is a YAML mapping whose keys mirror :class:`ExperimentConfig`. Unknown keys and bad values
+are rejected with a :class:`ConfigError` that names the key (``method.sigma``). Command-line
+overrides use dotted keys with YAML values: ``--set train.epochs=3 --set method.sigma=0.5``.
+
+>>> config = config_from_dict({"name": "demo", "tasks": {"utility": {"label": "Smiling"},
+...                                                     "private": {"label": "Male"}}})
+>>> config.method.name, config.train.epochs
+('noisy_arl', 5)
+>>> apply_overrides(config, ["method.sigma=2"]).method.sigma
+2.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or its value is invalid; the message names the key."""
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are prepared.
+
+    dataset: ``celeba`` | ``fairface`` | ``cifar10`` | ``folder``. root: the folder that holds the
+    dataset's own folder (e.g. ``root/celeba/``). image_size: side of the square model input in px.
+    max_train/max_valid/max_test: keep the first n rows of a split (CI-sized runs), None = all.
+    cache_dir: where decoded-image caches go (None: decode in memory every run).
+    """
+
+    dataset: str = "celeba"
+    root: str = "data"
+    image_size: int = 64
+    max_train: int | None = None
+    max_valid: int | None = None
+    max_test: int | None = None
+    cache_dir: str | None = None
+    augment: bool = True
+
+
+@dataclass
+class TaskConfig:
+    """A label column and, optionally, its kind (checked against the dataset's)."""
+
+    label: str = ""
+    kind: Literal["binary", "multiclass", "regression"] | None = None
+
+
+@dataclass
+class TasksConfig:
+    utility: TaskConfig = field(default_factory=TaskConfig)
+    private: TaskConfig = field(default_factory=TaskConfig)
+
+
+@dataclass
+class MethodConfig:
+    """The defence. split: K of RN18_K (1..4; ignored by methods without a split).
+
+    sigma: standard deviation of the noise module (>= 0). noise: the explicit ablation switch.
+    params: method-specific settings, validated by the method itself (e.g. ``lambda_adv``).
+    """
+
+    name: str = "noisy_arl"
+    split: int = 3
+    sigma: float = 0.0
+    noise: bool = True
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """The shared adversarial training loop.
+
+    precision: ``fp32``, ``bf16`` (autocast on CPU and CUDA) or ``fp16`` (CUDA, gradient scaler).
+    device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    """
+
+    epochs: int = 5
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = False
+    log_every: int = 20
+    progress: bool = True
+
+
+@dataclass
+class AttackConfig:
+    """One attack: a fresh model trained on frozen obfuscated training images."""
+
+    enabled: bool = True
+    epochs: int = 5
+    lr: float = 1e-3
+    batch_size: int = 64
+
+
+@dataclass
+class AttacksConfig:
+    leakage: AttackConfig = field(default_factory=AttackConfig)
+    reconstruction: AttackConfig = field(default_factory=AttackConfig)
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: data, the utility/private task pair, a defence, training and attacks."""
+
+    name: str = "experiment"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    attacks: AttacksConfig = field(default_factory=AttacksConfig)
+
+    def run_name(self) -> str:
+        """A readable run name: ``name-method-K3-s0.5-seed0``."""
+        sigma = f"s{self.method.sigma:g}" if self.method.noise else "nonoise"
+        return f"{self.name}-{self.method.name}-K{self.method.split}-{sigma}-seed{self.seed}"
+
+
+def _convert(value: Any, annotation: Any, key: str) -> Any:
+    """Check ``value`` against a type annotation; returns the converted value."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: invalid value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, values: Any, prefix: str) -> Any:
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(known))})")
+    kwargs = {
+        name: _convert(values[name], hints[name], f"{prefix}.{name}" if prefix else name)
+        for name in values
+    }
+    return cls(**kwargs)
+
+
+def _check_values(config: ExperimentConfig) -> None:
+    checks = [
+        (config.method.sigma >= 0, "method.sigma", "must be >= 0"),
+        (1 <= config.method.split <= 4, "method.split", "must be in 1..4 (RN18_1..RN18_4)"),
+        (config.data.image_size >= 16, "data.image_size", "must be >= 16"),
+        (config.train.epochs >= 1, "train.epochs", "must be >= 1"),
+        (config.train.batch_size >= 1, "train.batch_size", "must be >= 1"),
+        (config.train.eval_batch_size >= 1, "train.eval_batch_size", "must be >= 1"),
+        (config.train.log_every >= 1, "train.log_every", "must be >= 1"),
+        (config.attacks.leakage.epochs >= 1, "attacks.leakage.epochs", "must be >= 1"),
+        (config.attacks.reconstruction.epochs >= 1, "attacks.reconstruction.epochs",
+         "must be >= 1"),
+        (config.attacks.leakage.lr > 0, "attacks.leakage.lr", "must be > 0"),
+        (config.attacks.reconstruction.lr > 0, "attacks.reconstruction.lr", "must be > 0"),
+        (bool(config.tasks.utility.label), "tasks.utility.label", "is required"),
+        (bool(config.tasks.private.label), "tasks.private.label", "is required"),
+        (config.train.device in ("auto", "cpu", "cuda") or config.train.device.startswith("cuda:"),
+         "train.device", "must be auto, cpu or cuda[:N]"),
+    ]
+    for name in ("max_train", "max_valid", "max_test"):
+        value = getattr(config.data, name)
+        checks.append((value is None or value >= 1, f"data.{name}", "must be >= 1 or null"))
+    for ok, key, message in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {message}")
+
+
+def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
+    """Validate a plain mapping into an :class:`ExperimentConfig` (raises :class:`ConfigError`)."""
+    config = _build(ExperimentConfig, values, "")
+    _check_values(config)
+    return config
+
+
+def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML config file and apply ``key=value`` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return apply_overrides(config_from_dict(values), overrides or [])
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.epochs=3"`` -> (["train", "epochs"], 3); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. train.epochs=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {text!r}: value is not valid YAML") from error
+    return key.split("."), value
+
+
+def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """A new config with dotted ``key=value`` overrides applied and validated."""
+    values = config_to_dict(config)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = values
+        for depth, part in enumerate(path[:-1]):
+            child = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(path[: depth + 1])}: unknown key in override")
+            node = child
+        node[path[-1]] = value
+    return config_from_dict(values)
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> None:
+    from noisyarl.utils.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -1,0 +1,92 @@
+"""Noisy ARL, the paper's method (method.md section 2).
+
+Client: ``RN18_K`` followed by the noise module ``z = h + sigma * eps``. Server: the utility
+head ``T`` (the rest of ResNet18). A proxy adversary ``A`` of the same shape predicts the private
+label. Per batch: obfuscator and utility head descend ``L_util - lambda * L_adv``; the adversary
+descends its own ``L_adv`` on detached ``z``. Adam(1e-3) for all, no schedule. ``sigma = 0`` is
+plain ARL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from noisyarl.methods.base import Defence, DefenceSpec
+from noisyarl.models import GaussianNoise, Obfuscator, resnet18_prefix, resnet18_suffix
+from noisyarl.training.precision import StepContext
+
+
+@dataclass
+class NoisyARLParams:
+    """lambda_adv: weight of the adversary's loss in the obfuscator's objective (paper: 0.01).
+    lr, beta1, beta2: Adam settings for obfuscator, utility head and adversary (paper: 1e-3, 0.9,
+    0.999)."""
+
+    lambda_adv: float = 0.01
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+
+    def __post_init__(self) -> None:
+        if self.lambda_adv < 0:
+            raise ValueError("lambda_adv must be >= 0")
+        if self.lr <= 0:
+            raise ValueError("lr must be > 0")
+
+
+class NoisyARL(Defence):
+    name = "noisy_arl"
+    Params = NoisyARLParams
+
+    def __init__(self, spec: DefenceSpec) -> None:
+        super().__init__(spec)
+        noise = GaussianNoise(spec.sigma, enabled=spec.noise)
+        self.client = Obfuscator(resnet18_prefix(spec.split, spec.cifar_stem), noise)
+        self.utility_head = resnet18_suffix(spec.split, spec.utility.num_outputs, spec.cifar_stem)
+        self.adversary = resnet18_suffix(spec.split, spec.private.num_outputs, spec.cifar_stem)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        params: NoisyARLParams = self.spec.params
+        betas = (params.beta1, params.beta2)
+        main = list(self.client.parameters()) + list(self.utility_head.parameters())
+        return {
+            "main": torch.optim.Adam(main, lr=params.lr, betas=betas),
+            "adversary": torch.optim.Adam(self.adversary.parameters(), lr=params.lr, betas=betas),
+        }
+
+    def train_step(
+        self,
+        images: torch.Tensor,
+        utility_target: torch.Tensor,
+        private_target: torch.Tensor,
+        optimizers: dict[str, torch.optim.Optimizer],
+        context: StepContext,
+    ) -> dict[str, torch.Tensor]:
+        utility, private = self.spec.utility, self.spec.private
+        lambda_adv = self.spec.params.lambda_adv
+        with context.autocast():
+            z = self.client(images)
+            utility_out = self.utility_head(z)
+            adversary_out = self.adversary(z)
+            utility_loss = utility.loss(utility_out, utility_target)
+            adversary_loss = private.loss(adversary_out, private_target)
+            # The obfuscator maximises the adversary's loss (section 2 of method.md).
+            obfuscator_loss = utility_loss - lambda_adv * adversary_loss
+        context.step(obfuscator_loss, optimizers["main"])
+
+        with context.autocast():
+            adversary_out = self.adversary(z.detach())
+            adversary_own_loss = private.loss(adversary_out, private_target)
+        context.step(adversary_own_loss, optimizers["adversary"])
+        return {
+            "utility_loss": utility_loss.detach(),
+            "adversary_loss": adversary_own_loss.detach(),
+            "utility_correct": utility.score_sum(utility_out, utility_target),
+            "adversary_correct": private.score_sum(adversary_out, private_target),
+        }
+
+    def make_attacker(self, num_outputs: int) -> nn.Module:
+        return resnet18_suffix(self.spec.split, num_outputs, self.spec.cifar_stem)

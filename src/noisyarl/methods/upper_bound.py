@@ -1,0 +1,62 @@
+"""The "RN18" practical upper bound: no defence, a full ResNet18 on raw images per task.
+
+The client sends the image itself (identity), the utility head is a whole ResNet18, and the
+leakage attack trains another whole ResNet18 on raw images for the private label, which gives the
+upper bound's private-task accuracy (method.md section 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from noisyarl.methods.base import Defence, DefenceSpec
+from noisyarl.models import resnet18_suffix
+from noisyarl.training.precision import StepContext
+
+
+@dataclass
+class UpperBoundParams:
+    """lr: Adam learning rate of the ResNet18 (same as the paper's 1e-3)."""
+
+    lr: float = 1e-3
+
+
+class UpperBound(Defence):
+    name = "upper_bound"
+    Params = UpperBoundParams
+    obfuscates = False
+
+    def __init__(self, spec: DefenceSpec) -> None:
+        super().__init__(spec)
+        self.client = nn.Identity()
+        self.utility_head = resnet18_suffix(0, spec.utility.num_outputs, spec.cifar_stem)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"main": torch.optim.Adam(self.utility_head.parameters(), lr=self.spec.params.lr)}
+
+    def train_step(
+        self,
+        images: torch.Tensor,
+        utility_target: torch.Tensor,
+        private_target: torch.Tensor,
+        optimizers: dict[str, torch.optim.Optimizer],
+        context: StepContext,
+    ) -> dict[str, torch.Tensor]:
+        utility = self.spec.utility
+        with context.autocast():
+            utility_out = self.utility_head(images)
+            utility_loss = utility.loss(utility_out, utility_target)
+        context.step(utility_loss, optimizers["main"])
+        return {
+            "utility_loss": utility_loss.detach(),
+            "utility_correct": utility.score_sum(utility_out, utility_target),
+        }
+
+    def make_attacker(self, num_outputs: int) -> nn.Module:
+        return resnet18_suffix(0, num_outputs, self.spec.cifar_stem)
+
+    def describe(self) -> dict:
+        return {"method": self.name, "split": 0, "sigma": 0.0, "noise": False}

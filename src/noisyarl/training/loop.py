@@ -1,0 +1,231 @@
+"""The shared adversarial training loop: ``train_one_epoch``, ``evaluate`` and ``fit``.
+
+The loop owns data, devices, precision, logging, checkpoints and model selection; the defence
+(:class:`noisyarl.methods.Defence`) owns its models, losses and update rule. After every epoch the
+whole state (models, optimisers, RNG, history, best epoch) is written atomically to
+``checkpoints/last.pt``, so ``fit(..., resume=True)`` continues from the last completed epoch and
+ends exactly where an uninterrupted run would (on CPU, same seeds).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from noisyarl.data.augment import iterate_batches
+from noisyarl.data.base import ImageSplit
+from noisyarl.data.tasks import Task
+from noisyarl.methods.base import Defence
+from noisyarl.training.checkpoint import load_checkpoint, save_checkpoint
+from noisyarl.training.precision import StepContext
+from noisyarl.utils.seeding import epoch_generator
+
+
+@dataclass
+class LoopSettings:
+    """What ``fit`` needs from the config (kept small so that tests can build one by hand)."""
+
+    epochs: int
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    augment: bool = True
+    seed: int = 0
+    log_every: int = 20
+    progress: bool = True
+
+
+@dataclass
+class FitResult:
+    """best_epoch: 1-based epoch with the best validation utility; history: one dict per epoch."""
+
+    best_epoch: int
+    best_valid_utility: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+class ScalarLog:
+    """Sums per-step scalars on the device; read (one host sync) only when asked."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+        self.samples = 0
+
+    def add(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+        self.steps += 1
+        self.samples += batch_size
+
+    def means(self) -> dict[str, float]:
+        """Losses averaged over steps; ``*_correct`` sums turned into per-sample rates."""
+        if not self.sums:
+            return {}
+        keys = list(self.sums)
+        values = torch.stack([self.sums[k].float() for k in keys]).tolist()
+        out = {}
+        for key, value in zip(keys, values, strict=True):
+            if key.endswith("_correct"):
+                out[key.removesuffix("_correct") + "_score"] = value / max(self.samples, 1)
+            else:
+                out[key] = value / max(self.steps, 1)
+        return out
+
+
+def train_one_epoch(
+    defence: Defence,
+    split: ImageSplit,
+    utility: Task,
+    private: Task,
+    optimizers: dict[str, torch.optim.Optimizer],
+    context: StepContext,
+    settings: LoopSettings,
+    epoch: int,
+    writer: Any | None = None,
+) -> dict[str, float]:
+    """One pass over ``split`` (shuffled, augmented); returns the epoch's mean train scalars."""
+    defence.train()
+    generator = epoch_generator(settings.seed, epoch)
+    batches = iterate_batches(
+        split, settings.batch_size, shuffle=True, augment=settings.augment, generator=generator,
+        drop_last=len(split) > settings.batch_size, device=context.device,
+        channels_last=context.channels_last,
+    )
+    total = len(split) // settings.batch_size if len(split) > settings.batch_size else 1
+    epoch_log, window = ScalarLog(), ScalarLog()
+    bar = tqdm(batches, total=total, desc=f"epoch {epoch}", disable=not settings.progress,
+               leave=False)
+    for step, (images, labels) in enumerate(bar, start=1):
+        values = defence.train_step(
+            images, labels[utility.label].to(context.device),
+            labels[private.label].to(context.device), optimizers, context,
+        )
+        epoch_log.add(values, images.shape[0])
+        window.add(values, images.shape[0])
+        if step % settings.log_every == 0:
+            means = window.means()
+            bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
+            if writer is not None:
+                global_step = (epoch - 1) * total + step
+                for key, value in means.items():
+                    writer.add_scalar(f"train/{key}", value, global_step)
+            window = ScalarLog()
+    return epoch_log.means()
+
+
+@torch.no_grad()
+def evaluate(
+    defence: Defence, split: ImageSplit, utility: Task, context: StepContext, batch_size: int
+) -> float:
+    """Utility metric of ``defence`` on ``split`` (never augmented; noise on as deployed).
+
+    Returns accuracy in percent, or MSE for a regression utility.
+    """
+    defence.eval()
+    score = torch.zeros((), device=context.device)
+    for images, labels in iterate_batches(split, batch_size, shuffle=False, augment=False,
+                                          device=context.device,
+                                          channels_last=context.channels_last):
+        with context.autocast():
+            outputs = defence.predict_utility(images)
+        score += utility.score_sum(outputs, labels[utility.label].to(context.device))
+    return utility.finalize(float(score), len(split))
+
+
+def _is_better(task: Task, value: float, best: float) -> bool:
+    if math.isnan(best):
+        return True
+    return value > best if task.higher_is_better else value < best
+
+
+def fit(
+    defence: Defence,
+    splits: dict[str, ImageSplit],
+    utility: Task,
+    private: Task,
+    context: StepContext,
+    settings: LoopSettings,
+    checkpoint_dir: str | Path,
+    resume: bool = False,
+    writer: Any | None = None,
+    extra_state: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train for ``settings.epochs`` epochs, keep the best-validation-utility weights.
+
+    On return ``defence`` holds the best epoch's weights (``checkpoints/best.pt``).
+    ``extra_state`` (e.g. the resolved config) is stored in every checkpoint.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
+    optimizers = defence.configure_optimizers()
+    result = FitResult(best_epoch=0, best_valid_utility=float("nan"))
+    start_epoch = 1
+    if last_path.exists():
+        if not resume:
+            raise FileExistsError(
+                f"{last_path} exists: pass --resume to continue that run, or choose a new --out"
+            )
+        start_epoch = _restore(last_path, defence, optimizers, result) + 1
+
+    for epoch in range(start_epoch, settings.epochs + 1):
+        started = time.perf_counter()
+        train_scalars = train_one_epoch(defence, splits["train"], utility, private, optimizers,
+                                        context, settings, epoch, writer)
+        valid_utility = evaluate(defence, splits["valid"], utility, context,
+                                 settings.eval_batch_size)
+        seconds = time.perf_counter() - started
+        result.train_seconds += seconds
+        record = {"epoch": epoch, **{f"train/{k}": v for k, v in train_scalars.items()},
+                  f"valid/utility_{utility.metric_name}": valid_utility, "seconds": seconds}
+        result.history.append(record)
+        if writer is not None:
+            writer.add_scalar(f"valid/utility_{utility.metric_name}", valid_utility, epoch)
+        if _is_better(utility, valid_utility, result.best_valid_utility):
+            result.best_epoch, result.best_valid_utility = epoch, valid_utility
+            save_checkpoint(best_path, {"epoch": epoch, "model": defence.state_dict()})
+        save_checkpoint(last_path, _state(defence, optimizers, result, epoch, extra_state))
+
+    best = load_checkpoint(best_path, map_location=context.device)
+    defence.load_state_dict(best["model"])
+    return result
+
+
+def _state(defence, optimizers, result: FitResult, epoch: int, extra) -> dict[str, Any]:
+    state = {
+        "epoch": epoch,
+        "model": defence.state_dict(),
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "best_epoch": result.best_epoch,
+        "best_valid_utility": result.best_valid_utility,
+        "history": result.history,
+        "train_seconds": result.train_seconds,
+        "rng_cpu": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["rng_cuda"] = torch.cuda.get_rng_state_all()
+    if extra:
+        state["extra"] = extra
+    return state
+
+
+def _restore(path: Path, defence, optimizers, result: FitResult) -> int:
+    """Load ``last.pt`` into the defence, optimisers and ``result``; returns its epoch."""
+    state = load_checkpoint(path)
+    defence.load_state_dict(state["model"])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    result.best_epoch = state["best_epoch"]
+    result.best_valid_utility = state["best_valid_utility"]
+    result.history = list(state["history"])
+    result.train_seconds = state["train_seconds"]
+    torch.set_rng_state(state["rng_cpu"])
+    if "rng_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return int(state["epoch"])

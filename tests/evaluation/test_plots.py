@@ -1,0 +1,88 @@
+"""Tests of noisyarl.evaluation.plots: the PNGs exist, decode, have the stated size and content."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from noisyarl.evaluation.plots import (
+    CHART_DPI,
+    CHART_INCHES,
+    GRID_LABEL_INCHES,
+    plot_privacy_utility,
+    plot_sigma_sweep,
+    save_image_grid,
+)
+
+CHART_PIXELS = (round(CHART_INCHES[0] * CHART_DPI), round(CHART_INCHES[1] * CHART_DPI))
+
+
+def _pixels(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=float)
+
+
+def _solid(colour: tuple[float, float, float], n: int = 5, size: int = 16) -> torch.Tensor:
+    return torch.tensor(colour).view(1, 3, 1, 1).expand(n, 3, size, size).clone()
+
+
+def test_image_grid_puts_originals_on_top_and_one_row_per_method(tmp_path):
+    originals = _solid((1.0, 0.0, 0.0))  # red
+    rows = [("ARL σ=0", _solid((0.0, 0.0, 1.0))), ("noisy σ=960", _solid((0.0, 1.0, 0.0)))]
+    path = tmp_path / "grid" / "reconstructions.png"
+
+    save_image_grid(originals, rows, path, max_images=4, cell_inches=1.0, dpi=50)
+
+    pixels = _pixels(path)
+    cell = 50
+    assert pixels.shape == (3 * cell, round((GRID_LABEL_INCHES + 4) * 50), 3)
+    centre_x = pixels.shape[1] - cell // 2  # middle of the last image column
+    top, middle, bottom = (pixels[cell * r + cell // 2, centre_x] for r in range(3))
+    assert top.tolist() == [255, 0, 0]
+    assert middle.tolist() == [0, 0, 255]
+    assert bottom.tolist() == [0, 255, 0]
+    label_margin = pixels[:, : round(GRID_LABEL_INCHES * 50)]
+    assert (label_margin < 128).any()  # the row labels are drawn
+
+
+def test_image_grid_shows_grayscale_and_clamps_values(tmp_path):
+    originals = torch.linspace(-0.5, 1.5, 8 * 8).view(1, 1, 8, 8).repeat(2, 1, 1, 1)
+    path = save_image_grid(originals, [], tmp_path / "gray.png", dpi=40)
+    pixels = _pixels(path)
+    assert pixels.shape == (40, round((GRID_LABEL_INCHES + 2) * 40), 3)
+    assert pixels.std() > 10
+
+
+def test_image_grid_rejects_mismatched_rows(tmp_path):
+    originals = torch.rand(3, 3, 8, 8)
+    with pytest.raises(ValueError):
+        save_image_grid(originals, [("bad", torch.rand(3, 3, 4, 4))], tmp_path / "x.png")
+    with pytest.raises(ValueError):
+        save_image_grid(originals, [("few", torch.rand(2, 3, 8, 8))], tmp_path / "x.png")
+
+
+def test_privacy_utility_scatter(tmp_path):
+    rows = [{"method": "RN18", "privacy": 94.2, "utility": 93.5},
+            {"method": "noisy ARL", "privacy": 57.4, "utility": 91.6},
+            {"method": "no privacy figure", "utility": 90.0}]
+    path = plot_privacy_utility(rows, tmp_path / "scatter.png")
+    pixels = _pixels(path)
+    assert pixels.shape == (CHART_PIXELS[1], CHART_PIXELS[0], 3)
+    assert pixels.std() > 10 and (pixels < 250).mean() > 0.01
+    with pytest.raises(ValueError):
+        plot_privacy_utility(rows[2:], tmp_path / "none.png")
+
+
+@pytest.mark.parametrize("sigmas", [[0.0, 15.0, 960.0, 15360.0], [0.0], [15.0, 960.0]])
+def test_sigma_sweep_on_a_log_axis_with_sigma_zero(tmp_path, sigmas):
+    rows = [{"sigma": s, "utility": 90 - i, "privacy": 80 - 5 * i, "delta": 10 + 4 * i}
+            for i, s in enumerate(sigmas)]
+    rows[-1]["delta"] = None  # a missing value is skipped
+    path = plot_sigma_sweep(list(reversed(rows)), tmp_path / "sweep.png")
+    pixels = _pixels(path)
+    assert pixels.shape == (CHART_PIXELS[1], CHART_PIXELS[0], 3)
+    assert pixels.std() > 10
+    with pytest.raises(ValueError):
+        plot_sigma_sweep([], tmp_path / "empty.png")

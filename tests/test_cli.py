@@ -1,0 +1,82 @@
+"""The command line: one call of the API per command, clear errors with exit status 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from noisyarl.cli import main
+from noisyarl.config import load_config
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("**/*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_validate(path):
+    config = load_config(path)
+    assert config.tasks.utility.label and config.tasks.private.label
+
+
+def _write(tmp_path, values) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def _config(root, **method) -> dict:
+    return {
+        "name": "cli",
+        "data": {"dataset": "celeba", "root": str(root), "image_size": 32},
+        "tasks": {"utility": {"label": "Smiling"}, "private": {"label": "Male"}},
+        "method": {"name": "noisy_arl", **method},
+    }
+
+
+def test_bad_config_value_exits_2_naming_the_key(tmp_path, capsys):
+    path = _write(tmp_path, _config(tmp_path, sigma=-1.0))
+    assert main(["run", str(path)]) == 2
+    assert "method.sigma: must be >= 0" in capsys.readouterr().err
+
+
+def test_bad_override_exits_2(tmp_path, capsys):
+    path = _write(tmp_path, _config(tmp_path))
+    assert main(["run", str(path), "--set", "method.split=9"]) == 2
+    assert "method.split" in capsys.readouterr().err
+
+
+def test_unknown_method_param_exits_2(tiny_celeba_root, tmp_path, capsys):
+    path = _write(tmp_path, _config(tiny_celeba_root, params={"lamda": 1.0}))
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert "method.params.lamda: unknown key" in capsys.readouterr().err
+
+
+def test_unknown_attribute_exits_2(tiny_celeba_root, tmp_path, capsys):
+    values = _config(tiny_celeba_root)
+    values["tasks"]["private"]["label"] = "Mal"
+    assert main(["run", str(_write(tmp_path, values))]) == 2
+    assert "tasks.private.label: unknown label 'Mal'" in capsys.readouterr().err
+
+
+def test_task_kind_mismatch_exits_2(tiny_celeba_root, tmp_path, capsys):
+    values = _config(tiny_celeba_root)
+    values["tasks"]["utility"]["kind"] = "multiclass"
+    assert main(["run", str(_write(tmp_path, values))]) == 2
+    err = capsys.readouterr().err
+    assert "tasks.utility.kind: 'multiclass' does not match label 'Smiling'" in err
+
+
+def test_missing_dataset_exits_2_with_layout(tmp_path, capsys):
+    path = _write(tmp_path, _config(tmp_path / "nowhere"))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "img_align_celeba" in err
+    assert "Traceback" not in err
+
+
+def test_data_info_summarises_generated_faces(tiny_celeba_root, capsys):
+    assert main(["data-info", "--dataset", "celeba", "--root", str(tiny_celeba_root),
+                 "--image-size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "Smiling" in out and "train" in out

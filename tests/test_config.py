@@ -1,0 +1,107 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from noisyarl.config import (
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    parse_override,
+    save_config,
+)
+
+BASE = {"name": "t", "tasks": {"utility": {"label": "Smiling"}, "private": {"label": "Male"}}}
+
+
+def _with(section: str, values: dict) -> dict:
+    data = {**BASE, section: values}
+    return data
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (_with("method", {"sigma": -1.0}), "method.sigma: must be >= 0"),
+        (_with("method", {"split": 5}), "method.split: must be in 1..4"),
+        (_with("method", {"split": 0}), "method.split: must be in 1..4"),
+        (_with("method", {"sigmaa": 1.0}), "method.sigmaa: unknown key"),
+        ({**BASE, "trian": {}}, "trian: unknown key"),
+        (_with("train", {"epochs": "many"}), "train.epochs: expected an integer"),
+        (_with("train", {"epochs": 0}), "train.epochs: must be >= 1"),
+        (_with("train", {"precision": "fp8"}), "train.precision: 'fp8' is not one of"),
+        (_with("train", {"channels_last": "yes"}), "train.channels_last: expected true or false"),
+        (_with("data", {"image_size": 8}), "data.image_size: must be >= 16"),
+        (_with("data", {"max_train": 0}), "data.max_train: must be >= 1 or null"),
+        (_with("attacks", {"leakage": {"lr": -1.0}}), "attacks.leakage.lr: must be > 0"),
+        (_with("attacks", {"leakage": {"epocs": 1}}), "attacks.leakage.epocs: unknown key"),
+        ({"name": "t"}, "tasks.utility.label: is required"),
+        (_with("tasks", {"utility": {"label": "Smiling", "kind": "binary-ish"}, "private":
+                         {"label": "Male"}}), "tasks.utility.kind"),
+        (_with("train", {"device": "tpu"}), "train.device"),
+    ],
+)
+def test_config_errors_name_the_key(values, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        config_from_dict(values)
+
+
+def test_yaml_round_trip_and_overrides(tmp_path):
+    config = config_from_dict(_with("method", {"sigma": 2.5, "params": {"lambda_adv": 0.1}}))
+    path = tmp_path / "c.yaml"
+    save_config(config, path)
+    loaded = load_config(path, ["train.epochs=3", "method.params.lambda_adv=0.5"])
+    assert loaded.method.sigma == 2.5
+    assert loaded.train.epochs == 3
+    assert loaded.method.params == {"lambda_adv": 0.5}
+
+
+def test_override_of_unknown_section_is_an_error():
+    config = config_from_dict(BASE)
+    with pytest.raises(ConfigError, match="train.foo: unknown key"):
+        apply_overrides(config, ["train.foo=1"])
+    with pytest.raises(ConfigError, match="nothing: unknown key in override"):
+        apply_overrides(config, ["nothing.deeper=1"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        apply_overrides(config, ["train.epochs"])
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(listing)
+
+
+def test_run_name_is_readable():
+    config = config_from_dict(_with("method", {"sigma": 0.5, "split": 4}))
+    assert config.run_name() == "t-noisy_arl-K4-s0.5-seed0"
+
+
+keys = st.lists(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=4)
+scalars = st.one_of(st.integers(-10**6, 10**6), st.booleans(),
+                    st.floats(allow_nan=False, allow_infinity=False, width=32),
+                    st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True))
+
+
+@given(keys, scalars)
+def test_parse_override_round_trips_yaml_scalars(path, value):
+    import yaml
+
+    text = ".".join(path) + "=" + yaml.safe_dump(value, default_flow_style=True).strip()
+    text = text.removesuffix("\n...").removesuffix("...").strip()
+    parsed_path, parsed_value = parse_override(text)
+    assert parsed_path == path
+    assert parsed_value == value
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="="), max_size=20))
+def test_parse_override_without_equals_is_rejected(text):
+    with pytest.raises(ConfigError):
+        parse_override(text)
