@@ -3,10 +3,11 @@
 Speed: ``write_celeba`` of ``--num-images`` faces at each ``--widths`` (files on disk, JPEG
 included), in a pool of ``--workers`` processes. Learnability: ``--learn-images`` CelebA-format
 faces at ``--learn-width`` px, centre-cropped to a square, one multi-head CNN (5 strided conv
-layers) trained for ``--steps`` steps of ``--batch`` on the identity-disjoint train split and
-scored on the rest. Prints Markdown tables for ``benchmarks/RESULTS.md``.
+layers; Adam with cosine decay) trained for ``--steps`` steps of ``--batch`` on the
+identity-disjoint train split and scored on the rest. Prints Markdown tables for
+``benchmarks/RESULTS.md``.
 
-    python benchmarks/bench_synth.py                   # full run (about 15 min on 2 cores)
+    python benchmarks/bench_synth.py                   # full run (about 8 min on 2 cores)
     python benchmarks/bench_synth.py --num-images 500 --learn-images 1000 --steps 50  # smoke
 """
 
@@ -108,6 +109,8 @@ def learnability(args: argparse.Namespace) -> list[tuple[str, float, float]]:
     model = small_cnn(len(BINARY_HEADS) + sum(k for _, k in MULTICLASS_HEADS))
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    # Cosine decay to 0: the final weights do not depend on where the last noisy step landed.
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.steps)
     rng = np.random.default_rng(args.seed)
     model.train()
     for step in range(args.steps):
@@ -116,6 +119,7 @@ def learnability(args: argparse.Namespace) -> list[tuple[str, float, float]]:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
         if step % 100 == 0:
             print(f"step {step}: loss {loss.item():.3f}", flush=True)
     return _score(model, images, targets, test, device)

@@ -264,8 +264,14 @@ def _metrics(config, defence, utility, private, splits, fitted, test_utility, le
 
 
 def summary_row(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The report/summary columns of one run."""
-    return {key: metrics.get(key) for key in SUMMARY_KEYS}
+    """The report/summary columns of one run.
+
+    The upper bound sends raw images: like the paper's tables, its row has no delta.
+    """
+    row = {key: metrics.get(key) for key in SUMMARY_KEYS}
+    if metrics.get("method") == "upper_bound":
+        row["delta"] = None
+    return row
 
 
 def _notes(metrics: dict[str, Any]) -> list[str]:

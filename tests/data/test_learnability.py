@@ -1,11 +1,11 @@
 """A small CNN learns the drawn attributes of generated faces, and not the undrawn ones.
 
-One multi-head CNN (4 strided conv layers) is trained once for 300 steps of batch 64 on
-64 x 64 centre crops of 3600 generated faces (the identity-disjoint CelebA train split of 4500)
-and scored on the other 900. Measured on a quiet 2-core machine (data seeds 11-16): Male
-0.95-0.96, Smiling 0.87-0.89, race (7 groups) 0.57-0.66, Attractive (not drawn) within 0.02
-of its majority rate. The thresholds below leave a margin under those figures.
-"""
+One multi-head CNN (4 strided conv layers) is trained once for 300 steps of batch 64 (Adam,
+cosine decay) on 64 x 64 centre crops of 3600 generated faces (the identity-disjoint CelebA
+train split of 4500) and scored on the other 900. Measured on a quiet 2-core machine (data
+seeds 11-15): Male 0.94-0.97, Smiling 0.82-0.88, Mouth_Slightly_Open 0.95-0.97, race (7 groups)
+0.69-0.71, Attractive (not drawn) within 0.025 of its majority rate. The thresholds below leave
+a margin under those figures."""
 
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ def scores() -> dict[str, tuple[float, float]]:
 
     model = _small_cnn(len(BINARY_HEADS) + NUM_RACES)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=STEPS)
     train_images, train_binary, train_race = images[train], binary[train], race[train]
     generator = torch.Generator().manual_seed(0)
     model.train()
@@ -78,6 +79,7 @@ def scores() -> dict[str, tuple[float, float]]:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
 
     model.eval()
     with torch.no_grad():
@@ -96,7 +98,7 @@ def scores() -> dict[str, tuple[float, float]]:
 
 @pytest.mark.parametrize(
     ("name", "threshold"),
-    [("Male", 0.85), ("Smiling", 0.78), ("Mouth_Slightly_Open", 0.85), ("race", 0.5)],
+    [("Male", 0.85), ("Smiling", 0.75), ("Mouth_Slightly_Open", 0.85), ("race", 0.55)],
 )
 def test_drawn_attribute_is_learned_well_above_chance(scores, name, threshold):
     accuracy, majority = scores[name]

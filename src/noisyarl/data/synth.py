@@ -18,7 +18,8 @@ Labels that carry visual signal (``DRAWN_ATTRIBUTES`` plus age and race):
   hair colour, curly hair and iris colour. Groups overlap; the lighting makes colour ambiguous.
 - ``5_o_Clock_Shadow`` (stubble), ``Mustache``, ``Goatee``, ``No_Beard`` (0 for a goatee or a
   full beard), ``Black_Hair``, ``Brown_Hair``, ``Blond_Hair``, ``Gray_Hair`` (red hair sets
-  none of them), ``Bald``, ``Bangs``, ``Wearing_Lipstick``.
+  none of them), ``Bald``, ``Bangs``, ``Wearing_Lipstick``. Their rates follow from the
+  gender/race/age mixture and differ from CelebA's (e.g. Black_Hair is about 0.6, not 0.24).
 
 The other 24 CelebA attributes (``UNDRAWN_ATTRIBUTES``: Arched_Eyebrows, Attractive,
 Bags_Under_Eyes, Big_Lips, Big_Nose, Blurry, Bushy_Eyebrows, Chubby, Double_Chin, Heavy_Makeup,
