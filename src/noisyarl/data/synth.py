@@ -68,6 +68,8 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
+from noisyarl.data.celeba import CELEBA_ATTRIBUTES, LANDMARK_NAMES
+from noisyarl.data.fairface import FAIRFACE_AGE_BINS, FAIRFACE_RACES
 from noisyarl.data.synth_draw import (
     FACIAL_HAIR_NONE,
     FULL_BEARD,
@@ -83,16 +85,6 @@ from noisyarl.data.synth_draw import (
 
 Layout = Literal["celeba", "fairface"]
 
-CELEBA_ATTRIBUTES: tuple[str, ...] = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
-    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows",
-    "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup",
-    "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard",
-    "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks", "Sideburns",
-    "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
-    "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
-)  # fmt: skip
-
 DRAWN_ATTRIBUTES: tuple[str, ...] = (
     "5_o_Clock_Shadow", "Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Eyeglasses",
     "Goatee", "Gray_Hair", "Male", "Mouth_Slightly_Open", "Mustache", "No_Beard", "Smiling",
@@ -101,40 +93,6 @@ DRAWN_ATTRIBUTES: tuple[str, ...] = (
 
 UNDRAWN_ATTRIBUTES: tuple[str, ...] = tuple(
     name for name in CELEBA_ATTRIBUTES if name not in DRAWN_ATTRIBUTES
-)
-
-FAIRFACE_AGE_BINS = (
-    "0-2",
-    "3-9",
-    "10-19",
-    "20-29",
-    "30-39",
-    "40-49",
-    "50-59",
-    "60-69",
-    "more than 70",
-)
-FAIRFACE_RACES = (
-    "East Asian",
-    "Indian",
-    "Black",
-    "White",
-    "Middle Eastern",
-    "Latino_Hispanic",
-    "Southeast Asian",
-)
-
-LANDMARK_NAMES = (
-    "lefteye_x",
-    "lefteye_y",
-    "righteye_x",
-    "righteye_y",
-    "nose_x",
-    "nose_y",
-    "leftmouth_x",
-    "leftmouth_y",
-    "rightmouth_x",
-    "rightmouth_y",
 )
 
 AGE_BIN_EDGES_YEARS = (0, 3, 10, 20, 30, 40, 50, 60, 70, 85)
