@@ -42,9 +42,9 @@ class DemoPlan:
     reconstruction_epochs: int | None = None
 
 
-QUICK = DemoPlan(num_images=2400, image_size=48, epochs=3, upper_bound_epochs=3,
-                 attack_epochs=2, sigmas=(1.0, 4.0), batch_size=32)
-FULL = DemoPlan(num_images=6000, image_size=64, epochs=4, upper_bound_epochs=4,
+QUICK = DemoPlan(num_images=2400, image_size=48, epochs=2, upper_bound_epochs=2,
+                 attack_epochs=2, sigmas=(1.0, 4.0), batch_size=32, reconstruction_epochs=1)
+FULL = DemoPlan(num_images=5400, image_size=64, epochs=4, upper_bound_epochs=2,
                 attack_epochs=4, sigmas=(1.0, 3.0, 9.0), reconstruction_epochs=2)
 
 TABLE_COLUMNS = [

@@ -62,6 +62,15 @@ class Defence(nn.Module, ABC):
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Named optimisers; their states are checkpointed by the loop."""
 
+    def configure_schedulers(
+        self, optimizers: dict[str, torch.optim.Optimizer], epochs: int
+    ) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
+        """Learning-rate schedules stepped once per epoch by the loop (default: none).
+
+        ``epochs`` is the run's total number of epochs; states are checkpointed by the loop.
+        """
+        return {}
+
     @abstractmethod
     def train_step(
         self,

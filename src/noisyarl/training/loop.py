@@ -165,6 +165,7 @@ def fit(
     checkpoint_dir = Path(checkpoint_dir)
     last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
     optimizers = defence.configure_optimizers()
+    schedulers = defence.configure_schedulers(optimizers, settings.epochs)
     result = FitResult(best_epoch=0, best_valid_utility=float("nan"))
     start_epoch = 1
     if last_path.exists():
@@ -172,12 +173,14 @@ def fit(
             raise FileExistsError(
                 f"{last_path} exists: pass --resume to continue that run, or choose a new --out"
             )
-        start_epoch = _restore(last_path, defence, optimizers, result) + 1
+        start_epoch = _restore(last_path, defence, optimizers, schedulers, result) + 1
 
     for epoch in range(start_epoch, settings.epochs + 1):
         started = time.perf_counter()
         train_scalars = train_one_epoch(defence, splits["train"], utility, private, optimizers,
                                         context, settings, epoch, writer)
+        for scheduler in schedulers.values():
+            scheduler.step()
         valid_utility = evaluate(defence, splits["valid"], utility, context,
                                  settings.eval_batch_size)
         seconds = time.perf_counter() - started
@@ -190,18 +193,21 @@ def fit(
         if _is_better(utility, valid_utility, result.best_valid_utility):
             result.best_epoch, result.best_valid_utility = epoch, valid_utility
             save_checkpoint(best_path, {"epoch": epoch, "model": defence.state_dict()})
-        save_checkpoint(last_path, _state(defence, optimizers, result, epoch, extra_state))
+        save_checkpoint(last_path, _state(defence, optimizers, schedulers, result, epoch,
+                                              extra_state))
 
     best = load_checkpoint(best_path, map_location=context.device)
     defence.load_state_dict(best["model"])
     return result
 
 
-def _state(defence, optimizers, result: FitResult, epoch: int, extra) -> dict[str, Any]:
+def _state(defence, optimizers, schedulers, result: FitResult, epoch: int,
+           extra) -> dict[str, Any]:
     state = {
         "epoch": epoch,
         "model": defence.state_dict(),
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "schedulers": {name: sched.state_dict() for name, sched in schedulers.items()},
         "best_epoch": result.best_epoch,
         "best_valid_utility": result.best_valid_utility,
         "history": result.history,
@@ -215,12 +221,15 @@ def _state(defence, optimizers, result: FitResult, epoch: int, extra) -> dict[st
     return state
 
 
-def _restore(path: Path, defence, optimizers, result: FitResult) -> int:
-    """Load ``last.pt`` into the defence, optimisers and ``result``; returns its epoch."""
+def _restore(path: Path, defence, optimizers, schedulers, result: FitResult) -> int:
+    """Load ``last.pt`` into the defence, optimisers, schedulers and ``result``; returns its
+    epoch."""
     state = load_checkpoint(path)
     defence.load_state_dict(state["model"])
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(state["optimizers"][name])
+    for name, scheduler in schedulers.items():
+        scheduler.load_state_dict(state["schedulers"][name])
     result.best_epoch = state["best_epoch"]
     result.best_valid_utility = state["best_valid_utility"]
     result.history = list(state["history"])
