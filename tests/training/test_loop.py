@@ -1,0 +1,103 @@
+"""The shared loop: per-epoch learning-rate schedules, their checkpointing and resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from noisyarl.data.base import ImageSplit, LabelInfo
+from noisyarl.data.tasks import Task
+from noisyarl.methods.base import Defence, DefenceSpec
+from noisyarl.training.checkpoint import load_checkpoint
+from noisyarl.training.loop import LoopSettings, fit
+from noisyarl.training.precision import StepContext
+
+BINARY = Task("y", LabelInfo(kind="binary"))
+
+
+class _CosineDefence(Defence):
+    """A linear probe on pooled pixels whose only optimiser follows a cosine schedule."""
+
+    name = "cosine_probe"
+    Params = dict
+
+    def __init__(self) -> None:
+        super().__init__(DefenceSpec(BINARY, BINARY, 1, 0.0, False, {}, 8))
+        self.client = nn.AdaptiveAvgPool2d(1)
+        self.utility_head = nn.Sequential(nn.Flatten(), nn.Linear(3, BINARY.num_outputs))
+
+    def configure_optimizers(self):
+        return {"main": torch.optim.SGD(self.utility_head.parameters(), lr=0.1)}
+
+    def configure_schedulers(self, optimizers, epochs):
+        return {"main": torch.optim.lr_scheduler.CosineAnnealingLR(optimizers["main"], epochs)}
+
+    def train_step(self, images, utility_target, private_target, optimizers, context):
+        out = self.utility_head(self.client(images))
+        loss = BINARY.loss(out, utility_target)
+        context.step(loss, optimizers["main"])
+        score = BINARY.score_sum(out, utility_target)
+        return {"utility_loss": loss.detach(), "utility_correct": score}
+
+    def make_attacker(self, num_outputs):
+        return nn.Sequential(nn.Flatten(), nn.Linear(3, num_outputs))
+
+
+def _splits() -> dict[str, ImageSplit]:
+    generator = torch.Generator().manual_seed(0)
+    def split(n):
+        images = torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=generator)
+        labels = {"y": torch.randint(0, 2, (n,), generator=generator)}
+        return ImageSplit(images, labels, {"y": LabelInfo(kind="binary")})
+    return {"train": split(32), "valid": split(16)}
+
+
+def _settings(epochs: int) -> LoopSettings:
+    return LoopSettings(epochs=epochs, batch_size=8, augment=False, progress=False)
+
+
+def test_schedule_is_stepped_once_per_epoch_and_checkpointed(tmp_path):
+    defence = _CosineDefence()
+    fit(defence, _splits(), BINARY, BINARY, StepContext(torch.device("cpu")), _settings(4),
+        tmp_path)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["schedulers"]["main"]["last_epoch"] == 4
+    assert state["optimizers"]["main"]["param_groups"][0]["lr"] < 1e-12  # cosine reached 0
+
+
+class _Interrupted(RuntimeError):
+    pass
+
+
+def test_resume_continues_the_schedule_where_it_stopped(tmp_path):
+    """A 4-epoch run killed in epoch 3 and resumed ends with the uninterrupted run's weights and
+    learning rate; without the restored schedule the learning rate would restart at 0.1."""
+    context = StepContext(torch.device("cpu"))
+    torch.manual_seed(0)
+    whole = _CosineDefence()
+    fit(whole, _splits(), BINARY, BINARY, context, _settings(4), tmp_path / "whole")
+
+    torch.manual_seed(0)
+    crashing = _CosineDefence()
+    steps = 0
+    original_step = crashing.train_step
+
+    def step_then_crash(*args):
+        nonlocal steps
+        steps += 1
+        if steps == 9:  # first step of epoch 3 (4 steps per epoch)
+            raise _Interrupted
+        return original_step(*args)
+
+    crashing.train_step = step_then_crash
+    with pytest.raises(_Interrupted):
+        fit(crashing, _splits(), BINARY, BINARY, context, _settings(4), tmp_path / "cut")
+    resumed = _CosineDefence()
+    fit(resumed, _splits(), BINARY, BINARY, context, _settings(4), tmp_path / "cut", resume=True)
+
+    final = load_checkpoint(tmp_path / "cut" / "last.pt")
+    expected = load_checkpoint(tmp_path / "whole" / "last.pt")
+    assert final["schedulers"]["main"] == expected["schedulers"]["main"]
+    for name, value in expected["model"].items():
+        torch.testing.assert_close(final["model"][name], value)
