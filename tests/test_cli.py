@@ -80,3 +80,34 @@ def test_data_info_summarises_generated_faces(tiny_celeba_root, capsys):
                  "--image-size", "32"]) == 0
     out = capsys.readouterr().out
     assert "Smiling" in out and "train" in out
+
+
+def test_correlation_prints_cramers_v_of_the_label_files(tiny_celeba_root, capsys):
+    from noisyarl.evaluation.correlation import label_association
+
+    assert main(["correlation", "celeba", "Mouth_Slightly_Open", "Smiling",
+                 "--root", str(tiny_celeba_root)]) == 0
+    expected = label_association("celeba", tiny_celeba_root, "Mouth_Slightly_Open", "Smiling")
+    assert f"= {expected.cramers_v:.4f}" in capsys.readouterr().out
+
+
+def test_correlation_of_an_unknown_column_exits_2(tiny_celeba_root, capsys):
+    assert main(["correlation", "celeba", "Smile", "Male", "--root", str(tiny_celeba_root)]) == 2
+    assert "unknown label 'Smile'" in capsys.readouterr().err
+
+
+def test_compare_without_methods_and_sweep_without_noise_exit_2(tiny_celeba_root, tmp_path,
+                                                                capsys):
+    path = _write(tmp_path, _config(tiny_celeba_root))
+    assert main(["compare", str(path), "--out", str(tmp_path / "c")]) == 2
+    assert "compare: the config lists no methods" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--set", "method.name=upper_bound",
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "upper_bound has no noise module" in capsys.readouterr().err
+
+
+def test_sweep_rejects_a_negative_sigma_on_the_command_line(tmp_path, capsys):
+    path = _write(tmp_path, _config(tmp_path))
+    with pytest.raises(SystemExit):
+        main(["sweep", str(path), "--sigma", "1", "-2"])
+    assert "expected a number >= 0" in capsys.readouterr().err

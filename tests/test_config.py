@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -39,10 +41,17 @@ def _with(section: str, values: dict) -> dict:
         (_with("tasks", {"utility": {"label": "Smiling", "kind": "binary-ish"}, "private":
                          {"label": "Male"}}), "tasks.utility.kind"),
         (_with("train", {"device": "tpu"}), "train.device"),
+        (_with("compare", {"label": "x"}), "compare: expected a list"),
+        (_with("compare", [{"label": "a", "method": {"sigma": -2}}]),
+         "compare[0].method.sigma: must be >= 0"),
+        (_with("compare", [{}, {"method": {"split": 7}}]), "compare[1].method.split: must be in"),
+        (_with("compare", [{"lable": "a"}]), "compare[0].lable: unknown key"),
+        (_with("sweep", {"sigmas": [1.0, -0.5]}), "sweep.sigmas: every σ must be >= 0"),
+        (_with("sweep", {"sigmas": ["big"]}), "sweep.sigmas[0]: expected a number"),
     ],
 )
 def test_config_errors_name_the_key(values, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         config_from_dict(values)
 
 
@@ -82,6 +91,21 @@ def test_missing_and_malformed_files(tmp_path):
 def test_run_name_is_readable():
     config = config_from_dict(_with("method", {"sigma": 0.5, "split": 4}))
     assert config.run_name() == "t-noisy_arl-K4-s0.5-seed0"
+    # A defence without a split or a noise module does not pretend to have them.
+    assert config_from_dict(_with("method", {"name": "upper_bound"})).run_name() == (
+        "t-upper_bound-seed0")
+
+
+def test_compare_entries_become_typed_methods_and_replace_the_config_method():
+    config = config_from_dict(_with("compare", [
+        {"label": "ARL", "method": {"name": "noisy_arl", "sigma": 0}},
+        {"method": {"name": "upper_bound"}},
+    ]))
+    assert [entry.label for entry in config.compare] == ["ARL", ""]
+    assert config.compare[0].method.sigma == 0.0 and config.compare[1].method.split == 3
+    row = config.with_method(config.compare[1].method)
+    assert row.method.name == "upper_bound" and config.method.name == "noisy_arl"
+    assert row.data == config.data and row.seed == config.seed
 
 
 keys = st.lists(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=4)

@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from noisyarl.config import ConfigError
+
 EXIT_USER_ERROR = 2
 
 
@@ -38,6 +40,34 @@ def _run(args: argparse.Namespace) -> None:
                    f"{k}={metrics[k]}" for k in keys))
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from noisyarl.compare import run_comparison
+    from noisyarl.config import load_config
+
+    config = load_config(args.config, args.set)
+    run_comparison(config, args.out or f"runs/compare-{config.name}", resume=args.resume)
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from noisyarl.config import load_config
+    from noisyarl.sweep import run_sigma_sweep
+
+    config = load_config(args.config, args.set)
+    run_sigma_sweep(config, args.out or f"runs/sweep-{config.name}", args.sigma,
+                    resume=args.resume, reconstruction=args.reconstruction)
+
+
+def _correlation(args: argparse.Namespace) -> None:
+    from noisyarl.evaluation.correlation import label_association
+
+    try:
+        association = label_association(args.dataset, args.root, args.column_a, args.column_b,
+                                        args.split)
+    except ValueError as error:  # unknown or regression column: a user error, not a crash
+        raise ConfigError(str(error)) from error
+    print(association.describe())
+
+
 def _demo(args: argparse.Namespace) -> None:
     from noisyarl.demo import run_demo
 
@@ -49,6 +79,22 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
     return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _config_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
+    parser.add_argument("config", help="experiment YAML file")
+    parser.add_argument("--out", default=None, help=out_help)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue interrupted runs (finished ones are reused)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.epochs=3 (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,12 +117,29 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(handler=_data_info)
 
     run = commands.add_parser("run", help="train a defence, run the attacks, write the report")
-    run.add_argument("config", help="experiment YAML file")
-    run.add_argument("--out", default=None, help="run directory (default runs/<run name>)")
-    run.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    _config_arguments(run, "run directory (default runs/<run name>)")
     run.set_defaults(handler=_run)
+
+    compare = commands.add_parser("compare", help="every method of a table on the same data")
+    _config_arguments(compare, "output folder (default runs/compare-<name>)")
+    compare.set_defaults(handler=_compare)
+
+    sweep = commands.add_parser("sweep", help="privacy, utility and Δ against σ")
+    _config_arguments(sweep, "output folder (default runs/sweep-<name>)")
+    sweep.add_argument("--sigma", type=_non_negative_float, nargs="+", default=None,
+                       help="noise scales to run (default: the config's sweep.sigmas)")
+    sweep.add_argument("--reconstruction", action="store_true",
+                       help="also run the reconstruction attack at every σ")
+    sweep.set_defaults(handler=_sweep)
+
+    correlation = commands.add_parser("correlation",
+                                      help="Cramér's V between two label columns")
+    correlation.add_argument("dataset", choices=("celeba", "fairface", "cifar10", "folder"))
+    correlation.add_argument("column_a")
+    correlation.add_argument("column_b")
+    correlation.add_argument("--root", required=True, help="folder holding the dataset")
+    correlation.add_argument("--split", default="train", choices=("train", "valid", "test"))
+    correlation.set_defaults(handler=_correlation)
 
     demo = commands.add_parser("demo", help="the main job on generated faces")
     demo.add_argument("--quick", action="store_true", help="a smaller demo (about 2 minutes)")
@@ -87,7 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``noisyarl`` console script; returns the exit status."""
-    from noisyarl.config import ConfigError
     from noisyarl.data.base import DatasetError
 
     args = build_parser().parse_args(argv)

@@ -112,6 +112,21 @@ class AttacksConfig:
 
 
 @dataclass
+class CompareEntry:
+    """One row of ``noisyarl compare``: a row label and the method that replaces ``method``."""
+
+    label: str = ""
+    method: MethodConfig = field(default_factory=MethodConfig)
+
+
+@dataclass
+class SweepConfig:
+    """``noisyarl sweep``: the noise scales to train ``method`` with (σ >= 0; 0 is plain ARL)."""
+
+    sigmas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0])
+
+
+@dataclass
 class ExperimentConfig:
     """One experiment: data, the utility/private task pair, a defence, training and attacks."""
 
@@ -122,11 +137,31 @@ class ExperimentConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     attacks: AttacksConfig = field(default_factory=AttacksConfig)
+    compare: list[CompareEntry] = field(default_factory=list)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    #: Columns that select the paper's rows shown beside the results, e.g. ``{table: 3}``
+    #: (see :func:`noisyarl.evaluation.report.paper_reference_rows`); empty: none.
+    reference: dict[str, Any] = field(default_factory=dict)
 
     def run_name(self) -> str:
-        """A readable run name: ``name-method-K3-s0.5-seed0``."""
-        sigma = f"s{self.method.sigma:g}" if self.method.noise else "nonoise"
-        return f"{self.name}-{self.method.name}-K{self.method.split}-{sigma}-seed{self.seed}"
+        """A readable run name: ``name-method-K3-s0.5-seed0``.
+
+        K and σ appear only for methods that have a split and a noise module
+        (``name-maxent_arl-seed0``).
+        """
+        from noisyarl.methods import METHODS  # late import: methods never import the config
+
+        method = METHODS.get(self.method.name)
+        parts = [self.name, self.method.name]
+        if method is None or method.has_split:
+            parts.append(f"K{self.method.split}")
+        if method is None or method.has_noise:
+            parts.append(f"s{self.method.sigma:g}" if self.method.noise else "nonoise")
+        return "-".join([*parts, f"seed{self.seed}"])
+
+    def with_method(self, method: MethodConfig) -> ExperimentConfig:
+        """A copy of this config with ``method`` replaced (compare rows, sweep points)."""
+        return dataclasses.replace(self, method=dataclasses.replace(method))
 
 
 def _convert(value: Any, annotation: Any, key: str) -> Any:
@@ -149,6 +184,10 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
         if value not in args:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
         return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_convert(item, args[0], f"{key}[{index}]") for index, item in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
@@ -190,10 +229,16 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def _method_checks(method: MethodConfig, prefix: str) -> list[tuple[bool, str, str]]:
+    return [
+        (method.sigma >= 0, f"{prefix}.sigma", "must be >= 0"),
+        (1 <= method.split <= 4, f"{prefix}.split", "must be in 1..4 (RN18_1..RN18_4)"),
+    ]
+
+
 def _check_values(config: ExperimentConfig) -> None:
     checks = [
-        (config.method.sigma >= 0, "method.sigma", "must be >= 0"),
-        (1 <= config.method.split <= 4, "method.split", "must be in 1..4 (RN18_1..RN18_4)"),
+        *_method_checks(config.method, "method"),
         (config.data.image_size >= 16, "data.image_size", "must be >= 16"),
         (config.train.epochs >= 1, "train.epochs", "must be >= 1"),
         (config.train.batch_size >= 1, "train.batch_size", "must be >= 1"),
@@ -209,6 +254,10 @@ def _check_values(config: ExperimentConfig) -> None:
         (config.train.device in ("auto", "cpu", "cuda") or config.train.device.startswith("cuda:"),
          "train.device", "must be auto, cpu or cuda[:N]"),
     ]
+    for index, entry in enumerate(config.compare):
+        checks += _method_checks(entry.method, f"compare[{index}].method")
+    checks += [(sigma >= 0, "sweep.sigmas", "every σ must be >= 0")
+               for sigma in config.sweep.sigmas]
     for name in ("max_train", "max_valid", "max_test"):
         value = getattr(config.data, name)
         checks.append((value is None or value >= 1, f"data.{name}", "must be >= 1 or null"))

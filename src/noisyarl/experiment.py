@@ -24,7 +24,7 @@ from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.evaluation.metrics import privacy_utility_delta
 from noisyarl.evaluation.plots import save_image_grid
 from noisyarl.evaluation.report import write_report
-from noisyarl.methods import Defence, DefenceSpec, build_defence, method_params
+from noisyarl.methods import METHODS, Defence, DefenceSpec, build_defence, method_params
 from noisyarl.training.loop import LoopSettings, evaluate, fit
 from noisyarl.training.precision import StepContext, resolve_device
 from noisyarl.utils.io import atomic_torch_save, read_json, write_json
@@ -73,6 +73,9 @@ def build_experiment_defence(config: ExperimentConfig, utility: Task, private: T
         params = method_params(config.method.name, config.method.params)
     except ValueError as error:
         raise ConfigError(str(error)) from error
+    if not METHODS[config.method.name].has_noise and config.method.sigma > 0:
+        raise ConfigError(f"method.sigma: {config.method.name} has no noise module; "
+                          "leave sigma at 0")
     spec = DefenceSpec(
         utility=utility, private=private, split=config.method.split, sigma=config.method.sigma,
         noise=config.method.noise, params=params, image_size=config.data.image_size,
@@ -97,12 +100,14 @@ def _prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool) -> N
 
 
 def _training_part(config: ExperimentConfig) -> dict[str, Any]:
-    """What a checkpoint depends on: everything but the attacks and the progress display.
+    """What a checkpoint depends on: everything but the attacks, the study settings (``compare``,
+    ``sweep``, ``reference``) and the progress display.
 
     Resuming with other attack settings is allowed (attack stages rerun when theirs changed).
     """
     values = config_to_dict(config)
-    values.pop("attacks")
+    for study_only in ("attacks", "compare", "sweep", "reference"):
+        values.pop(study_only)
     values["train"].pop("progress")
     return values
 
@@ -261,6 +266,26 @@ def _metrics(config, defence, utility, private, splits, fitted, test_utility, le
         "leakage": leakage,
         "reconstruction": reconstruction,
     }
+
+
+def save_reconstruction_grid(
+    labelled_runs: list[tuple[str, Path]], path: str | Path
+) -> Path | None:
+    """Originals (top row) over the reconstructions of each run, for the same test images.
+
+    labelled_runs: (row label, run directory); runs without a reconstruction attack are left
+    out. Returns ``path``, or None when no run has reconstructions.
+    """
+    originals, rows = None, []
+    for label, run_dir in labelled_runs:
+        examples = Path(run_dir) / "reconstruction_examples.pt"
+        if examples.exists():
+            saved = torch.load(examples, weights_only=True)
+            originals = saved["originals"]
+            rows.append((label, saved["reconstructions"]))
+    if originals is None:
+        return None
+    return save_image_grid(originals, rows, path)
 
 
 def summary_row(metrics: dict[str, Any]) -> dict[str, Any]:

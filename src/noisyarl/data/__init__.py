@@ -3,7 +3,13 @@ the procedural face generator (``noisyarl.data.synth``)."""
 
 from noisyarl.data.augment import augment_batch, iterate_batches
 from noisyarl.data.base import DatasetError, ImageSplit, LabelInfo
-from noisyarl.data.registry import DATASETS, available_labels, describe_dataset, load_splits
+from noisyarl.data.registry import (
+    DATASETS,
+    available_labels,
+    describe_dataset,
+    load_labels,
+    load_splits,
+)
 from noisyarl.data.tasks import Task
 
 __all__ = [
@@ -16,5 +22,6 @@ __all__ = [
     "available_labels",
     "describe_dataset",
     "iterate_batches",
+    "load_labels",
     "load_splits",
 ]

@@ -205,6 +205,21 @@ def available_labels(
     return spec.read_labels(_existing_root(spec, root), label_kinds)
 
 
+def load_labels(
+    dataset: str, root: str | Path, split: str = "train", *, seed: int = 0,
+    label_kinds: dict[str, str] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, LabelInfo]]:
+    """The label columns of one split, read from the text files without decoding any image.
+
+    Returns (name -> tensor [N] or [N, D], name -> :class:`LabelInfo`). ``seed`` is the
+    train/valid split of datasets without a split column, as in :func:`load_splits`.
+    """
+    _check_split_request([split], {})
+    spec = dataset_spec(dataset)
+    opened = spec.open_split(_existing_root(spec, root), split, 32, seed, label_kinds)
+    return dict(opened.labels), dict(opened.label_info)
+
+
 def describe_dataset(dataset: str, root: str | Path, image_size: int) -> str:
     """A short check and summary of a dataset on disk.
 

@@ -12,6 +12,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,32 @@ def write_summary(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> tup
     """
     out_dir = Path(out_dir)
     json_path = write_json(out_dir / "summary.json", list(rows))
-    csv_path = atomic_write_text(out_dir / "summary.csv", _csv_text(rows))
-    return json_path, csv_path
+    return json_path, write_csv(rows, out_dir / "summary.csv")
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write ``rows`` as CSV (columns and cells as in :func:`write_summary`); returns ``path``."""
+    return atomic_write_text(path, _csv_text(rows))
+
+
+def paper_reference_rows(**filters: str) -> list[dict[str, str]]:
+    """Rows of the paper's tables 1-3 (``paper_tables.csv``, shipped with the package) whose
+    columns equal ``filters`` (compared as text, case-insensitive), in file order.
+
+    Columns: table, dataset, private_task, utility_task, method, split, sigma, privacy, utility,
+    delta, utility_metric; privacy and utility in percent (utility is MSE where utility_metric
+    is ``mse``). For report context only, never as expected values.
+
+    >>> [row["method"] for row in paper_reference_rows(table="2")]
+    ['RN18', 'MaxEnt', 'NoisyARL']
+    """
+    text = resources.files("noisyarl.evaluation").joinpath("paper_tables.csv").read_text("utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    unknown = [key for key in filters if rows and key not in rows[0]]
+    if unknown:
+        raise ValueError(f"unknown paper-table column(s) {unknown}; columns: {list(rows[0])}")
+    wanted = {key: str(value).lower() for key, value in filters.items()}
+    return [row for row in rows if all(row[k].lower() == v for k, v in wanted.items())]
 
 
 def write_report(
@@ -109,15 +134,17 @@ def write_report(
     images: Mapping[str, str | Path] | None = None,
     notes: Sequence[str] | None = None,
     paper_rows: Sequence[Mapping[str, Any]] | None = None,
+    columns: Sequence[Column] = RESULT_COLUMNS,
 ) -> Path:
     """Write ``out_dir/report.md`` and return its path.
 
-    Sections: the results table (:data:`RESULT_COLUMNS`), the paper's reference rows if given
-    (:data:`PAPER_COLUMNS`; for orientation, not expected values), the images (``{caption: PNG
-    path}``, embedded with paths relative to ``out_dir``) and the notes (device, noise on/off, ...).
+    Sections: the results table (``columns``, default :data:`RESULT_COLUMNS`), the paper's
+    reference rows if given (:data:`PAPER_COLUMNS`; for orientation, not expected values), the
+    images (``{caption: PNG path}``, embedded with paths relative to ``out_dir``) and the notes
+    (device, noise on/off, ...).
     """
     out_dir = Path(out_dir)
-    sections = [f"# {title}", "## Results\n\n" + format_table(summary_rows, RESULT_COLUMNS)]
+    sections = [f"# {title}", "## Results\n\n" + format_table(summary_rows, columns)]
     if paper_rows:
         sections.append(
             "## Paper reference\n\nFigures reported in the paper, for orientation only: "
@@ -180,6 +207,8 @@ __all__ = [
     "Column",
     "format_cell",
     "format_table",
+    "paper_reference_rows",
+    "write_csv",
     "write_report",
     "write_summary",
 ]

@@ -50,6 +50,10 @@ class Defence(nn.Module, ABC):
     Params: ClassVar[type]
     #: False when the client sends the raw image (nothing to reconstruct).
     obfuscates: ClassVar[bool] = True
+    #: Whether ``spec.split`` (K of RN18_K) and ``spec.sigma`` (the noise module) mean anything
+    #: to this defence; the experiment rejects a σ > 0 for a defence without noise.
+    has_split: ClassVar[bool] = True
+    has_noise: ClassVar[bool] = True
 
     client: nn.Module
     utility_head: nn.Module

@@ -28,6 +28,8 @@ class UpperBound(Defence):
     name = "upper_bound"
     Params = UpperBoundParams
     obfuscates = False
+    has_split = False
+    has_noise = False
 
     def __init__(self, spec: DefenceSpec) -> None:
         super().__init__(spec)

@@ -1,0 +1,122 @@
+"""The σ sweep of the paper's figure 2 (appendix D): one noisy-ARL run per noise scale.
+
+Every point is a full experiment (training, leakage attack) in ``OUT/runs/<run name>``; the sweep
+writes ``sweep.csv`` and ``sweep.json`` (σ, utility, privacy, Δ on the test split, and the
+validation Δ), ``sigma_sweep.png`` (log σ axis) and ``report.md``. The chosen σ is the one with
+the largest **validation** Δ = best validation utility − the attacker's best validation accuracy,
+so the test split never takes part in the choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from noisyarl.config import ConfigError, ExperimentConfig
+from noisyarl.data.base import ImageSplit
+from noisyarl.evaluation.plots import plot_sigma_sweep
+from noisyarl.evaluation.report import format_table, write_csv, write_report
+from noisyarl.experiment import load_experiment_data, run_experiment
+from noisyarl.methods import METHODS
+from noisyarl.utils.io import write_json
+
+SWEEP_COLUMNS = [
+    ("sigma", "σ", "{:g}"),
+    ("utility", "utility ↑ (%)", "{:.2f}"),
+    ("privacy", "privacy ↓ (%)", "{:.2f}"),
+    ("delta", "Δ ↑ (pp)", "{:.2f}"),
+    ("valid_delta", "validation Δ (pp)", "{:.2f}"),
+]
+
+
+@dataclass
+class SweepResult:
+    """rows: one dict per σ (keys of ``SWEEP_COLUMNS`` plus ``run``), in the order run.
+    best_sigma: the σ with the largest validation Δ. metrics: σ -> that run's metrics."""
+
+    rows: list[dict[str, Any]]
+    best_sigma: float
+    metrics: dict[float, dict[str, Any]]
+
+
+def validation_delta(metrics: dict[str, Any]) -> float:
+    """Best validation utility minus the leakage attacker's best validation accuracy (pp)."""
+    return metrics["utility_valid"] - metrics["privacy_valid"]
+
+
+def sweep_row(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The sweep table's row of one run."""
+    return {"sigma": metrics["sigma"], "utility": metrics["utility"],
+            "privacy": metrics["privacy"], "delta": metrics["delta"],
+            "valid_delta": validation_delta(metrics), "run": metrics["run"]}
+
+
+def check_sweepable(config: ExperimentConfig) -> None:
+    """A sweep needs a defence with a noise module, a leakage attack and a Δ to select on."""
+    method = METHODS.get(config.method.name)
+    if method is None or not method.has_noise:
+        raise ConfigError(f"method.name: {config.method.name} has no noise module to sweep")
+    if not config.method.noise:
+        raise ConfigError("method.noise: the noise module is switched off; nothing to sweep")
+    if not config.attacks.leakage.enabled:
+        raise ConfigError("attacks.leakage.enabled: the sweep selects σ by validation Δ, which "
+                          "needs the leakage attack")
+
+
+def run_sigma_sweep(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    sigmas: list[float] | None = None,
+    *,
+    resume: bool = False,
+    splits: dict[str, ImageSplit] | None = None,
+    reconstruction: bool = False,
+) -> SweepResult:
+    """Run ``config`` once per σ (default ``config.sweep.sigmas``) and write the sweep files.
+
+    reconstruction: also run the reconstruction attack at every σ (off by default: the choice
+    of σ does not use it and it dominates CPU time). ``resume`` continues interrupted runs and
+    reuses finished ones. Returns the rows and the validation-chosen σ.
+    """
+    check_sweepable(config)
+    sigmas = list(config.sweep.sigmas if sigmas is None else sigmas)
+    if not sigmas or any(sigma < 0 for sigma in sigmas):
+        raise ConfigError(f"sweep.sigmas: need one or more values >= 0, got {sigmas}")
+    out_dir = Path(out_dir)
+    splits = splits or load_experiment_data(config, progress=config.train.progress)
+    metrics = {}
+    for sigma in sigmas:
+        point = config.with_method(dataclasses.replace(config.method, sigma=float(sigma)))
+        point.attacks = dataclasses.replace(point.attacks, reconstruction=dataclasses.replace(
+            point.attacks.reconstruction,
+            enabled=reconstruction and point.attacks.reconstruction.enabled))
+        print(f"\n== {point.run_name()}")
+        metrics[float(sigma)] = run_experiment(point, out_dir / "runs" / point.run_name(),
+                                               resume=resume, splits=splits)
+        if metrics[float(sigma)]["delta"] is None:
+            raise ConfigError("tasks.utility: the sweep needs a classification utility (Δ is "
+                              "not defined for a regression utility)")
+    rows = [sweep_row(m) for m in metrics.values()]
+    best_sigma = max(metrics, key=lambda sigma: validation_delta(metrics[sigma]))
+    _write_sweep(out_dir, config, rows, best_sigma)
+    return SweepResult(rows=rows, best_sigma=best_sigma, metrics=metrics)
+
+
+def _write_sweep(out_dir: Path, config: ExperimentConfig, rows, best_sigma: float) -> None:
+    write_json(out_dir / "sweep.json", {"best_sigma": best_sigma, "rows": rows})
+    write_csv(rows, out_dir / "sweep.csv")
+    title = (f"{config.method.name} σ sweep: private {config.tasks.private.label} / "
+             f"utility {config.tasks.utility.label}")
+    plot_sigma_sweep(rows, out_dir / "sigma_sweep.png", title=title)
+    write_report(out_dir, title=title, summary_rows=rows, columns=SWEEP_COLUMNS,
+                 images={"Utility, privacy and Δ against σ": out_dir / "sigma_sweep.png"},
+                 notes=[f"σ chosen on the validation split (largest validation Δ): "
+                        f"{best_sigma:g}.", "Test-split figures; the test split was not used "
+                        "to choose σ."])
+    print("\n" + format_table(rows, SWEEP_COLUMNS))
+    print(f"\nbest σ on the validation split: {best_sigma:g}; wrote {out_dir / 'report.md'}")
+
+
+__all__ = ["SWEEP_COLUMNS", "SweepResult", "run_sigma_sweep", "sweep_row", "validation_delta"]

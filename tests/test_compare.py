@@ -1,0 +1,70 @@
+"""Comparison tables: every method on the same data and seed, files shaped like the paper's."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from noisyarl.compare import run_comparison
+from noisyarl.config import ConfigError, config_from_dict
+
+ROWS = [
+    {"label": "RN18", "method": {"name": "upper_bound"}},
+    {"label": "ARL", "method": {"name": "noisy_arl", "split": 2, "sigma": 0.0}},
+    {"label": "noisy ARL", "method": {"name": "noisy_arl", "split": 2, "sigma": 2.0}},
+]
+
+
+def _config(root, compare):
+    return config_from_dict({
+        "name": "cmp",
+        "data": {"dataset": "celeba", "root": str(root), "image_size": 32},
+        "tasks": {"utility": {"label": "Smiling"}, "private": {"label": "Male"}},
+        "train": {"epochs": 1, "batch_size": 32, "progress": False},
+        "attacks": {"leakage": {"epochs": 1, "batch_size": 32},
+                    "reconstruction": {"epochs": 1, "batch_size": 32}},
+        "compare": compare,
+        "reference": {"table": "3"},
+    })
+
+
+def test_compare_writes_a_paper_shaped_table_plot_and_report(tiny_celeba_root, tmp_path):
+    rows = run_comparison(_config(tiny_celeba_root, ROWS), tmp_path)
+    assert [row["method"] for row in rows] == ["RN18", "ARL", "noisy ARL"]
+    with open(tmp_path / "table.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["method"] for row in table] == ["RN18", "ARL", "noisy ARL"]
+    assert table[0]["delta"] == ""  # the upper bound sends raw images: no Δ, as in the paper
+    assert float(table[0]["client_gflops"]) == 0
+    for row in table[1:]:
+        assert float(row["delta"]) == pytest.approx(float(row["utility"]) - float(row["privacy"]))
+        assert float(row["client_gflops"]) > 0 and float(row["z_kib"]) > 0
+    # Same client architecture, so the same cost; σ changes only the noise.
+    assert table[1]["client_gflops"] == table[2]["client_gflops"]
+    header = (tmp_path / "table.md").read_text().splitlines()[2]
+    assert header.startswith("| method | Privacy ↓ | Utility ↑ | Δ ↑ (pp) | client GFLOPs")
+    report = (tmp_path / "report.md").read_text()
+    assert "privacy_utility.png" in report and "reconstructions.png" in report
+    assert "Paper reference" in report and "NoisyARL" in report
+    for name in ("privacy_utility.png", "reconstructions.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rows_share_data_and_seed_and_resume_reuses_them(tiny_celeba_root, tmp_path):
+    config = _config(tiny_celeba_root, ROWS[1:2])
+    first = run_comparison(config, tmp_path)
+    again = run_comparison(config, tmp_path, resume=True)
+    assert again == first
+
+
+@pytest.mark.parametrize(("compare", "message"), [
+    ([], "compare: the config lists no methods"),
+    ([ROWS[1], {**ROWS[2], "label": "ARL"}], "row labels must differ"),
+    ([{"label": "RN18", "method": {"name": "upper_bound", "sigma": 1.0}}],
+     "method.sigma: upper_bound has no noise module"),
+])
+def test_bad_comparisons_are_rejected_with_the_key(tiny_celeba_root, tmp_path, compare,
+                                                   message):
+    with pytest.raises(ConfigError, match=message):
+        run_comparison(_config(tiny_celeba_root, compare), tmp_path)
