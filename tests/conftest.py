@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from noisyarl.data.synth import SynthConfig, write_celeba
+from noisyarl.data.synth import SynthConfig, write_celeba, write_fairface
 
 torch.set_num_threads(2)
 
@@ -23,4 +23,22 @@ def small_celeba_root(tmp_path_factory):
     """A larger generated CelebA-format dataset for learning tests: 1600 faces, 48 px wide."""
     root = tmp_path_factory.mktemp("small-celeba")
     write_celeba(root, SynthConfig(num_images=1600, image_size=48, seed=5))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_fairface_root(tmp_path_factory):
+    """A generated FairFace-format dataset: 240 faces, 40 px (root holding ``fairface/``)."""
+    root = tmp_path_factory.mktemp("tiny-fairface")
+    write_fairface(root, SynthConfig(num_images=240, image_size=40, seed=4))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar_root(tmp_path_factory):
+    """Generated objects in the CIFAR-10 layout (root holding ``cifar-10-batches-py/``)."""
+    from noisyarl.data.synth_objects import write_cifar10
+
+    root = tmp_path_factory.mktemp("tiny-cifar")
+    write_cifar10(root, num_train=200, num_test=50, seed=0)
     return root

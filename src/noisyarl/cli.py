@@ -23,6 +23,14 @@ def _synth_faces(args: argparse.Namespace) -> None:
     print(f"wrote {args.num_images} {args.format}-format faces to {folder}")
 
 
+def _synth_objects(args: argparse.Namespace) -> None:
+    from noisyarl.data.synth_objects import write_cifar10
+
+    folder = write_cifar10(args.out, num_train=args.num_train, num_test=args.num_test,
+                           seed=args.seed, progress=True)
+    print(f"wrote {args.num_train} + {args.num_test} CIFAR-10-format images to {folder}")
+
+
 def _data_info(args: argparse.Namespace) -> None:
     from noisyarl.data.registry import describe_dataset
 
@@ -108,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--image-size", type=_positive_int, default=178, help="image width in px")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=_synth_faces)
+
+    objects = commands.add_parser("synth-objects",
+                                  help="write generated 32x32 objects in CIFAR-10's format")
+    objects.add_argument("out", help="output folder (OUT/cifar-10-batches-py is created)")
+    objects.add_argument("--num-train", type=_positive_int, default=50_000)
+    objects.add_argument("--num-test", type=_positive_int, default=10_000)
+    objects.add_argument("--seed", type=int, default=0)
+    objects.set_defaults(handler=_synth_objects)
 
     info = commands.add_parser("data-info", help="check a dataset on disk and summarise it")
     info.add_argument("--dataset", required=True, choices=("celeba", "fairface", "cifar10",

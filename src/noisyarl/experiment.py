@@ -81,7 +81,10 @@ def build_experiment_defence(config: ExperimentConfig, utility: Task, private: T
         noise=config.method.noise, params=params, image_size=config.data.image_size,
         cifar_stem=config.data.image_size <= 32,
     )
-    return build_defence(config.method.name, spec)
+    try:
+        return build_defence(config.method.name, spec)
+    except ValueError as error:  # a task the method cannot serve, e.g. MaxEnt + regression
+        raise ConfigError(f"tasks: {error}") from error
 
 
 def _prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool) -> None:

@@ -35,9 +35,13 @@ def obfuscated_batches(
     """Yield ``(images [B,3,S,S], z [B,...] float32, labels)``; z gets fresh noise every call.
 
     Attack data is never augmented: the attacker sees the obfuscations of the split's own images.
+    A shuffled (training) pass drops its final partial batch, as the training loop does: a
+    batch of one sample would break the batch norm of MLP attackers.
     """
+    drop_last = shuffle and len(split) > batch_size
     for images, labels in iterate_batches(split, batch_size, shuffle=shuffle, augment=False,
-                                          generator=generator, device=context.device,
+                                          generator=generator, drop_last=drop_last,
+                                          device=context.device,
                                           channels_last=context.channels_last):
         with torch.no_grad(), context.autocast():
             z = client(images)

@@ -1,5 +1,8 @@
 """Reconstruction attack: a decoder trained with MSE to invert the frozen client
-(method.md section 3). Scored by PSNR and SSIM with data_range 1 on the test split."""
+(method.md section 3). Scored by PSNR and SSIM with data_range 1 on the test split.
+
+The decoder takes the layout of ``z`` from the client itself: a feature map [B, C, h, w], or a
+vector [B, D] (e.g. MaxEnt-ARL's embedding) that it first lifts to a map with a linear layer."""
 
 from __future__ import annotations
 
@@ -56,8 +59,8 @@ def run_reconstruction_attack(
     """Train a fresh :class:`ReconstructionDecoder` on ``z = client(x)`` of the training split."""
     torch.manual_seed(seed + PHASE_OFFSETS["reconstruction"])
     client = freeze(client)
-    z_channels = _z_channels(client, splits["train"], context)
-    decoder = context.prepare_module(ReconstructionDecoder(z_channels, image_size))
+    z_shape = _z_shape(client, splits["train"], context)
+    decoder = context.prepare_module(ReconstructionDecoder(z_shape, image_size))
     optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
     history = []
     for epoch in tqdm(range(1, epochs + 1), desc="reconstruction attack", disable=not progress,
@@ -76,11 +79,14 @@ def run_reconstruction_attack(
     return _score(client, decoder, splits["test"], context, eval_batch_size, num_examples, history)
 
 
-def _z_channels(client: nn.Module, split: ImageSplit, context: StepContext) -> int:
+def _z_shape(client: nn.Module, split: ImageSplit, context: StepContext) -> tuple[int, ...]:
+    """Shape of one sample of ``z``: (C, h, w) for a feature map or (D,) for a vector."""
     _, z, _ = next(obfuscated_batches(client, split.subset(torch.arange(1)), 1, context))
-    if z.dim() != 4:
-        raise ValueError(f"the reconstruction decoder needs z of shape [B, C, H, W], got {z.shape}")
-    return int(z.shape[1])
+    if z.dim() not in (2, 4):
+        raise ValueError(
+            f"the reconstruction decoder needs z of shape [B, C, H, W] or [B, D], got {z.shape}"
+        )
+    return tuple(int(size) for size in z.shape[1:])
 
 
 @torch.no_grad()

@@ -38,8 +38,8 @@ CIFAR_LAYOUT = f"""expected CIFAR-10 layout (ROOT is the --root folder):
   ROOT/{BASE_FOLDER}/{META_FILE}                        pickled class names
 CIFAR-10 comes from https://www.cs.toronto.edu/~kriz/cifar.html ("CIFAR-10 python version",
 cifar-10-python.tar.gz); extract it into ROOT. It is never downloaded here.
-(There is no generated CIFAR stand-in: `noisyarl synth-faces OUT --format celeba|fairface`
-writes faces only.)"""
+A generated stand-in in this layout (10 classes of procedural objects):
+`noisyarl synth-objects ROOT`."""
 
 
 def cifar_folder(root: str | Path) -> Path:

@@ -6,12 +6,18 @@ import dataclasses
 from typing import Any
 
 from noisyarl.methods.base import Defence, DefenceSpec
+from noisyarl.methods.deep_obfuscator import DeepObfuscator
+from noisyarl.methods.disco import Disco
+from noisyarl.methods.maxent import MaxEntARL
 from noisyarl.methods.noisy_arl import NoisyARL
 from noisyarl.methods.upper_bound import UpperBound
 
 METHODS: dict[str, type[Defence]] = {
     NoisyARL.name: NoisyARL,
     UpperBound.name: UpperBound,
+    MaxEntARL.name: MaxEntARL,
+    DeepObfuscator.name: DeepObfuscator,
+    Disco.name: Disco,
 }
 
 

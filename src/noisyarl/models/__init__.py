@@ -3,6 +3,7 @@
 from noisyarl.models.decoder import ReconstructionDecoder
 from noisyarl.models.noise import GaussianNoise, Obfuscator
 from noisyarl.models.resnet import feature_shape, resnet18_prefix, resnet18_suffix
+from noisyarl.models.vgg import vgg16_obfuscator, vgg16_tail
 
 __all__ = [
     "GaussianNoise",
@@ -11,4 +12,6 @@ __all__ = [
     "feature_shape",
     "resnet18_prefix",
     "resnet18_suffix",
+    "vgg16_obfuscator",
+    "vgg16_tail",
 ]

@@ -1,0 +1,42 @@
+"""The reconstruction attack builds its decoder from the layout of the client's z."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from noisyarl.attacks import run_reconstruction_attack
+from noisyarl.data.base import ImageSplit
+from noisyarl.training.precision import StepContext
+
+
+def _splits(size: int = 24, side: int = 16) -> dict[str, ImageSplit]:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (size, 3, side, side), dtype=torch.uint8, generator=generator)
+    split = ImageSplit(images=images, labels={})
+    return {"train": split, "test": split}
+
+
+def _attack(client: nn.Module):
+    return run_reconstruction_attack(client, _splits(), StepContext(torch.device("cpu")),
+                                     image_size=16, epochs=1, batch_size=8, progress=False)
+
+
+def test_a_client_that_sends_a_vector_is_attacked():
+    torch.manual_seed(0)
+    result = _attack(nn.Sequential(nn.Flatten(1), nn.Linear(3 * 16 * 16, 20)))
+    assert math.isfinite(result.psnr) and math.isfinite(result.mse)
+    assert result.reconstructions.shape[1:] == (3, 16, 16)
+
+
+def test_a_client_that_sends_a_feature_map_is_attacked():
+    torch.manual_seed(0)
+    result = _attack(nn.Conv2d(3, 8, kernel_size=3, stride=2, padding=1))
+    assert math.isfinite(result.psnr)
+    assert result.reconstructions.shape[1:] == (3, 16, 16)
+
+
+def test_a_z_of_another_layout_is_rejected():
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\] or \[B, D\]"):
+        _attack(nn.Flatten(2))  # z [B, 3, 256]
