@@ -42,3 +42,28 @@ def tiny_cifar_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-cifar")
     write_cifar10(root, num_train=200, num_test=50, seed=0)
     return root
+
+
+def tiny_run_config(root, method: str = "noisy_arl", sigma: float = 0.5, size: int = 40):
+    """A one-epoch experiment on ``tiny_celeba_root`` (utility Smiling, private Male, RN18_2)."""
+    from noisyarl.config import config_from_dict
+
+    return config_from_dict({
+        "name": "tiny",
+        "data": {"dataset": "celeba", "root": str(root), "image_size": size},
+        "tasks": {"utility": {"label": "Smiling"}, "private": {"label": "Male"}},
+        "method": {"name": method, "split": 2, "sigma": sigma},
+        "train": {"epochs": 1, "batch_size": 32, "progress": False},
+        "attacks": {"leakage": {"epochs": 1, "batch_size": 32},
+                    "reconstruction": {"epochs": 1, "batch_size": 32}},
+    })
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tiny_celeba_root, tmp_path_factory):
+    """A finished one-epoch noisy-ARL run (σ = 0.5) on ``tiny_celeba_root``; treat as read-only."""
+    from noisyarl.experiment import run_experiment
+
+    run_dir = tmp_path_factory.mktemp("tiny-run") / "run"
+    run_experiment(tiny_run_config(tiny_celeba_root), run_dir)
+    return run_dir

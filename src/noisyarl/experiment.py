@@ -1,7 +1,8 @@
 """One experiment end to end: data -> defence training -> attacks -> metrics and report.
 
 ``run_experiment(config, out_dir)`` is what ``noisyarl run`` calls. The run directory holds:
-``config.yaml`` (the resolved config), ``checkpoints/`` (``last.pt`` for ``--resume``,
+``config.yaml`` (the resolved config), ``tasks.json`` (the tasks' label descriptions, see
+:mod:`noisyarl.runs`), ``checkpoints/`` (``last.pt`` for ``--resume``,
 ``best.pt``), ``attacks/*.json`` (finished attack stages, skipped on resume), ``tb/`` (TensorBoard
 scalars), ``metrics.json``, ``report.md`` and ``reconstructions.png``.
 """
@@ -25,6 +26,7 @@ from noisyarl.evaluation.metrics import privacy_utility_delta
 from noisyarl.evaluation.plots import save_image_grid
 from noisyarl.evaluation.report import write_report
 from noisyarl.methods import METHODS, Defence, DefenceSpec, build_defence, method_params
+from noisyarl.runs import save_tasks
 from noisyarl.training.loop import LoopSettings, evaluate, fit
 from noisyarl.training.precision import StepContext, resolve_device
 from noisyarl.utils.io import atomic_torch_save, read_json, write_json
@@ -145,6 +147,7 @@ def run_experiment(
         splits = load_experiment_data(config, progress=config.train.progress)
     utility, private = resolve_tasks(config, splits["train"].label_info)
     _prepare_run_dir(config, run_dir, resume)
+    save_tasks(run_dir, utility, private)
 
     seed_everything(config.seed)
     device = resolve_device(config.train.device)
