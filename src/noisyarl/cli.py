@@ -82,6 +82,72 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(args.out, quick=args.quick)
 
 
+def _study_build(args: argparse.Namespace) -> None:
+    from noisyarl.study.build import build_study
+
+    manifest = build_study(args.run_dirs, args.out, n=args.n, seed=args.seed,
+                           participants=args.participants, question=args.question,
+                           classifier_epochs=args.classifier_epochs)
+    print(f"wrote the study to {manifest.parent} (participant codes in "
+          f"{manifest.parent / 'participant_codes.txt'})")
+
+
+def _study_serve(args: argparse.Namespace) -> None:
+    from noisyarl.study.app import serve_study
+
+    serve_study(args.study, host=args.host, port=args.port)
+
+
+def _study_results(args: argparse.Namespace) -> None:
+    from noisyarl.study.results import format_scores, study_results
+
+    print(format_scores(study_results(args.study)))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from noisyarl.deploy.export import export_client
+
+    exported = export_client(args.run_dir, args.format, args.out, noise=not args.no_noise)
+    check = exported.check
+    noise = "inside" if exported.metadata["noise"] else "OFF: verification only"
+    print(f"wrote {exported.path} (noise {noise})")
+    if check.noise:
+        print(f"check: residual mean {check.residual_mean:.4g}, std {check.residual_std:.4g} "
+              f"(σ = {check.expected_sigma:g}): {'passed' if check.passed else 'FAILED'}")
+    else:
+        print(f"check: max |z - PyTorch z| = {check.max_abs_error:.3g} (max |z| = "
+              f"{check.scale:.3g}): {'passed' if check.passed else 'FAILED'}")
+    if not check.passed:
+        raise SystemExit(1)
+
+
+def _latency(args: argparse.Namespace) -> None:
+    from noisyarl.deploy.latency import latency_of_methods, latency_of_run
+    from noisyarl.utils.io import write_json
+
+    options = {"batch_sizes": args.batch_size, "runs": args.runs, "warmup": args.warmup}
+    if args.run_dir is not None:
+        report = latency_of_run(args.run_dir, **options)
+    else:
+        report = latency_of_methods(args.method, args.image_size, args.split, args.sigma,
+                                    **options)
+    print(f"peak (fp32 matrix product): {report.peak_gflop_per_second:.1f} GFLOP/s, "
+          f"{report.threads} threads, input {report.image_size} px")
+    print(report.markdown())
+    if args.json:
+        write_json(args.json, report.to_dict())
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import os
+
+    from noisyarl.deploy.service import ServiceSettings, serve
+
+    token = os.environ.get(args.token_env) or None
+    settings = ServiceSettings(token=token, max_batch=args.max_batch)
+    serve(args.run_dir, args.host, args.port, settings)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -156,6 +222,69 @@ def build_parser() -> argparse.ArgumentParser:
     correlation.add_argument("--root", required=True, help="folder holding the dataset")
     correlation.add_argument("--split", default="train", choices=("train", "valid", "test"))
     correlation.set_defaults(handler=_correlation)
+
+    export = commands.add_parser("export", help="export a run's client (noise inside)")
+    export.add_argument("run_dir", help="a run directory written by `noisyarl run`")
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--out", default=None,
+                        help="output file (default RUN_DIR/export/client[-nonoise].onnx|.pt)")
+    export.add_argument("--no-noise", action="store_true",
+                        help="leave the noise out (verification only; recorded in the file)")
+    export.set_defaults(handler=_export)
+
+    latency = commands.add_parser("latency", help="client latency: eager, channels_last, ONNX")
+    source = latency.add_mutually_exclusive_group(required=True)
+    source.add_argument("run_dir", nargs="?", default=None, help="a run directory")
+    source.add_argument("--method", nargs="+", default=None,
+                        help="untrained clients of these defences, or `all`")
+    latency.add_argument("--image-size", type=_positive_int, default=178,
+                         help="input side in px (with --method)")
+    latency.add_argument("--split", type=int, default=3, help="K of RN18_K (with --method)")
+    latency.add_argument("--sigma", type=_non_negative_float, default=1.0,
+                         help="noise σ (with --method)")
+    latency.add_argument("--batch-size", type=_positive_int, nargs="+", default=[1, 32])
+    latency.add_argument("--runs", type=_positive_int, default=50,
+                         help="timed runs per measurement (after the warm-up)")
+    latency.add_argument("--warmup", type=_positive_int, default=5)
+    latency.add_argument("--json", default=None, help="also write the report to this file")
+    latency.set_defaults(handler=_latency)
+
+    serve = commands.add_parser("serve", help="host a run's utility head over HTTP")
+    serve.add_argument("run_dir", help="a run directory written by `noisyarl run`")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-batch", type=_positive_int, default=64)
+    serve.add_argument("--token-env", default="NOISYARL_TOKEN",
+                       help="environment variable holding the bearer token; when it is set, "
+                            "every /v1 request must carry it (default NOISYARL_TOKEN)")
+    serve.set_defaults(handler=_serve)
+
+    study = commands.add_parser("study", help="user study of reconstructions (appendix C)")
+    study_commands = study.add_subparsers(dest="study_command", required=True)
+    study_build = study_commands.add_parser(
+        "build", help="pick test images the upper bound gets right; write reconstructions")
+    study_build.add_argument("run_dirs", nargs="+",
+                             help="one upper_bound run and the defended runs to compare")
+    study_build.add_argument("--out", required=True, help="study folder to create")
+    study_build.add_argument("--n", type=_positive_int, default=30,
+                             help="test images (balanced over the private classes)")
+    study_build.add_argument("--seed", type=int, default=0)
+    study_build.add_argument("--participants", type=_positive_int, default=30,
+                             help="number of participant codes to generate")
+    study_build.add_argument("--question", default=None,
+                             help="question text (default: from the private task)")
+    study_build.add_argument("--classifier-epochs", type=_positive_int, default=None,
+                             help="epochs of the raw-image private classifier (default: the "
+                                  "upper-bound run's attacks.leakage.epochs)")
+    study_build.set_defaults(handler=_study_build)
+    study_serve = study_commands.add_parser("serve", help="serve the questionnaire page")
+    study_serve.add_argument("study", help="a folder written by `noisyarl study build`")
+    study_serve.add_argument("--host", default="127.0.0.1")
+    study_serve.add_argument("--port", type=int, default=8000)
+    study_serve.set_defaults(handler=_study_serve)
+    study_results = study_commands.add_parser("results", help="score the answers per method")
+    study_results.add_argument("study", help="a folder written by `noisyarl study build`")
+    study_results.set_defaults(handler=_study_results)
 
     demo = commands.add_parser("demo", help="the main job on generated faces")
     demo.add_argument("--quick", action="store_true", help="a smaller demo (about 2 minutes)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from noisyarl.attacks.suite import WORST_CASE_COLUMNS
 from noisyarl.config import ConfigError, ExperimentConfig
 from noisyarl.data.base import ImageSplit
 from noisyarl.evaluation.plots import plot_privacy_utility
@@ -24,6 +25,7 @@ from noisyarl.evaluation.report import (
     write_report,
 )
 from noisyarl.experiment import load_experiment_data, run_experiment, save_reconstruction_grid
+from noisyarl.training.distributed import current_env
 from noisyarl.utils.io import atomic_write_text
 
 TABLE_COLUMNS: list[Column] = [
@@ -78,7 +80,18 @@ def table_row(label: str, metrics: dict[str, Any]) -> dict[str, Any]:
         "ssim": metrics["ssim"],
         "privacy_last_epoch": metrics["privacy_last_epoch"],
         "run": metrics["run"],
+        **_worst_case_cells(metrics, obfuscates),
     }
+
+
+def _worst_case_cells(metrics: dict[str, Any], obfuscates: bool) -> dict[str, Any]:
+    """The worst-case columns of a row (``attacks.suite: worst-case``); none otherwise."""
+    if metrics.get("privacy_worst_case") is None:
+        return {}
+    cells = {key: metrics.get(key) for key, _, _ in WORST_CASE_COLUMNS}
+    if not obfuscates:
+        cells["delta_worst_case"] = None
+    return cells
 
 
 def run_comparison(
@@ -102,14 +115,17 @@ def run_comparison(
         metrics = run_experiment(row_config, run_dir, resume=resume, splits=splits)
         rows.append(table_row(label, metrics))
         run_dirs.append((label, run_dir))
-    _write_comparison(out_dir, config, rows, run_dirs)
+    if current_env().is_main:  # under torchrun rank 0 alone writes the table
+        _write_comparison(out_dir, config, rows, run_dirs)
     return rows
 
 
 def _write_comparison(out_dir: Path, config: ExperimentConfig, rows, run_dirs) -> None:
     title = (f"{config.name}: private {config.tasks.private.label} / utility "
              f"{config.tasks.utility.label} ({config.data.dataset})")
-    table = format_table(rows, TABLE_COLUMNS)
+    columns = TABLE_COLUMNS + (WORST_CASE_COLUMNS if any("privacy_worst_case" in row
+                                                         for row in rows) else [])
+    table = format_table(rows, columns)
     atomic_write_text(out_dir / "table.md", f"# {title}\n\n{table}\n")
     write_csv(rows, out_dir / "table.csv")
     images = {}
@@ -127,9 +143,17 @@ def _write_comparison(out_dir: Path, config: ExperimentConfig, rows, run_dirs) -
         f"Data: {config.data.dataset} at {config.data.root}, {config.data.image_size} px; "
         f"seed {config.seed}; {config.train.epochs} training epochs.",
     ]
+    if len(columns) > len(TABLE_COLUMNS):
+        notes.append(
+            "Worst case (attacks.suite: worst-case): the strongest of the attackers "
+            f"{', '.join(config.attacks.worst_case.attackers)}, each scored at its best "
+            "validation epoch; worst-case Δ = Utility − worst case. Privacy at max k: the "
+            f"proxy attacker on the mean of {max(config.attacks.worst_case.queries)} queries. "
+            "Re-ID: the stronger re-identification attack on test identities. Details in each "
+            "run's report.md and attacks/worst_case.json.")
     paper = paper_reference_rows(**config.reference) if config.reference else None
     write_report(out_dir, title=title, summary_rows=rows, images=images, notes=notes,
-                 paper_rows=paper, columns=TABLE_COLUMNS)
+                 paper_rows=paper, columns=columns)
     print("\n" + table)
     print(f"\nwrote {out_dir / 'table.md'}, {out_dir / 'table.csv'} and {out_dir / 'report.md'}")
 

@@ -106,9 +106,33 @@ class AttackConfig:
 
 
 @dataclass
+class WorstCaseConfig:
+    """What ``attacks.suite: worst-case`` adds (see :mod:`noisyarl.attacks.suite`).
+
+    attackers: attribute attackers, names of :data:`noisyarl.attacks.attackers.ATTACKERS`
+    (trained with ``attacks.leakage``'s epochs, lr and batch size). queries: the k of the
+    multi-query table. keyed_noise: also measure the keyed-noise defence (noisy ARL, σ > 0).
+    identity: run the re-identification attacks (datasets with an ``identity`` label).
+    identity_epochs: training epochs of the re-identification metric head.
+    """
+
+    attackers: list[str] = field(
+        default_factory=lambda: ["proxy", "resnet18", "linear", "mlp", "knn"])
+    queries: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    keyed_noise: bool = True
+    identity: bool = True
+    identity_epochs: int = 10
+
+
+@dataclass
 class AttacksConfig:
+    """suite: ``paper`` (the paper's protocol: one proxy-shaped attacker, best test epoch) or
+    ``worst-case`` (adds ``worst_case``: more attackers, multi-query averaging, identity)."""
+
     leakage: AttackConfig = field(default_factory=AttackConfig)
     reconstruction: AttackConfig = field(default_factory=AttackConfig)
+    suite: Literal["paper", "worst-case"] = "paper"
+    worst_case: WorstCaseConfig = field(default_factory=WorstCaseConfig)
 
 
 @dataclass
@@ -236,6 +260,24 @@ def _method_checks(method: MethodConfig, prefix: str) -> list[tuple[bool, str, s
     ]
 
 
+def _worst_case_checks(worst: WorstCaseConfig) -> list[tuple[bool, str, str]]:
+    from noisyarl.attacks.attackers import ATTACKERS  # late import: attacks import torch
+
+    unknown = [name for name in worst.attackers if name not in ATTACKERS]
+    return [
+        (not unknown, "attacks.worst_case.attackers",
+         f"unknown attacker(s) {unknown} (known: {', '.join(ATTACKERS)})"),
+        (bool(worst.attackers), "attacks.worst_case.attackers", "must name at least one"),
+        (len(set(worst.attackers)) == len(worst.attackers), "attacks.worst_case.attackers",
+         "must not repeat a name"),
+        (bool(worst.queries) and all(k >= 1 for k in worst.queries),
+         "attacks.worst_case.queries", "must be a non-empty list of integers >= 1"),
+        (len(set(worst.queries)) == len(worst.queries), "attacks.worst_case.queries",
+         "must not repeat a k"),
+        (worst.identity_epochs >= 1, "attacks.worst_case.identity_epochs", "must be >= 1"),
+    ]
+
+
 def _check_values(config: ExperimentConfig) -> None:
     checks = [
         *_method_checks(config.method, "method"),
@@ -254,6 +296,7 @@ def _check_values(config: ExperimentConfig) -> None:
         (config.train.device in ("auto", "cpu", "cuda") or config.train.device.startswith("cuda:"),
          "train.device", "must be auto, cpu or cuda[:N]"),
     ]
+    checks += _worst_case_checks(config.attacks.worst_case)
     for index, entry in enumerate(config.compare):
         checks += _method_checks(entry.method, f"compare[{index}].method")
     checks += [(sigma >= 0, "sweep.sigmas", "every σ must be >= 0")

@@ -17,6 +17,13 @@ from typing import Any
 import torch
 
 from noisyarl.attacks import run_leakage_attack, run_reconstruction_attack
+from noisyarl.attacks.suite import (
+    WORST_CASE_COLUMNS,
+    SuiteSettings,
+    run_worst_case,
+    worst_case_markdown,
+    worst_case_metrics,
+)
 from noisyarl.config import ConfigError, ExperimentConfig, config_to_dict, save_config
 from noisyarl.data.base import ImageSplit, LabelInfo
 from noisyarl.data.registry import available_labels, load_splits
@@ -24,12 +31,26 @@ from noisyarl.data.tasks import Task
 from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.evaluation.metrics import privacy_utility_delta
 from noisyarl.evaluation.plots import save_image_grid
-from noisyarl.evaluation.report import write_report
+from noisyarl.evaluation.report import RESULT_COLUMNS, write_report
 from noisyarl.methods import METHODS, Defence, DefenceSpec, build_defence, method_params
 from noisyarl.runs import save_tasks
+from noisyarl.study.decoder import DecoderCapture, save_decoder
+from noisyarl.training.distributed import (
+    DistributedEnv,
+    barrier,
+    broadcast_flag,
+    init_distributed,
+    rank_seed,
+)
 from noisyarl.training.loop import LoopSettings, evaluate, fit
 from noisyarl.training.precision import StepContext, resolve_device
-from noisyarl.utils.io import atomic_torch_save, read_json, write_json
+from noisyarl.utils.io import (
+    atomic_torch_save,
+    atomic_write_text,
+    read_json,
+    remove_stale_temporaries,
+    write_json,
+)
 from noisyarl.utils.seeding import seed_everything
 
 SUMMARY_KEYS = ("method", "split", "sigma", "client_gflops", "utility", "privacy", "delta",
@@ -89,7 +110,11 @@ def build_experiment_defence(config: ExperimentConfig, utility: Task, private: T
         raise ConfigError(f"tasks: {error}") from error
 
 
-def _prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool) -> None:
+def _prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool,
+                     env: DistributedEnv | None = None) -> None:
+    """Check a resumed run's config; write ``config.yaml`` (rank 0 only under torchrun) and
+    drop the temporary files of writes that a killed run left unfinished."""
+    env = env or DistributedEnv()
     saved = run_dir / "config.yaml"
     if resume and saved.exists():
         from noisyarl.config import load_config
@@ -100,8 +125,34 @@ def _prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool) -> N
             )
     elif (run_dir / "metrics.json").exists() and not resume:
         raise FileExistsError(f"{run_dir} already holds a finished run; choose a new --out")
+    if not env.is_main:
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        remove_stale_temporaries(run_dir)
     save_config(config, saved)
+
+
+def finished_run_metrics(config: ExperimentConfig, run_dir: str | Path) -> dict[str, Any] | None:
+    """The metrics of a finished run in ``run_dir`` made with this very config, else None.
+
+    Lets ``--resume`` of a comparison or sweep leave finished runs untouched (not a byte
+    rewritten). Only the progress display may differ.
+    """
+    run_dir = Path(run_dir)
+    metrics_path, saved = run_dir / "metrics.json", run_dir / "config.yaml"
+    if not (metrics_path.exists() and saved.exists()):
+        return None
+    from noisyarl.config import load_config
+
+    def comparable(values: ExperimentConfig) -> dict[str, Any]:
+        values = config_to_dict(values)
+        values["train"].pop("progress")
+        return values
+
+    if comparable(load_config(saved)) != comparable(config):
+        return None
+    return read_json(metrics_path)
 
 
 def _training_part(config: ExperimentConfig) -> dict[str, Any]:
@@ -117,15 +168,20 @@ def _training_part(config: ExperimentConfig) -> dict[str, Any]:
     return values
 
 
-def _cached_stage(path: Path, settings: dict[str, Any], compute) -> dict[str, Any]:
+def _cached_stage(path: Path, settings: dict[str, Any], compute,
+                  env: DistributedEnv | None = None) -> dict[str, Any]:
     """Run an attack stage once; its JSON result (with the settings that made it) lets a resumed
-    run skip it, unless the stage's settings changed."""
-    if path.exists():
-        saved = read_json(path)
-        if saved.get("settings") == settings:
-            return saved["result"]
+    run skip it, unless the stage's settings changed.
+
+    Under torchrun rank 0 decides (every rank follows) and alone writes the result.
+    """
+    env = env or DistributedEnv()
+    saved = read_json(path) if path.exists() else {}
+    if broadcast_flag(saved.get("settings") == settings, env):
+        return saved["result"] if saved else read_json(path)["result"]
     result = compute()
-    write_json(path, {"settings": settings, "result": result})
+    if env.is_main:
+        write_json(path, {"settings": settings, "result": result})
     return result
 
 
@@ -139,26 +195,40 @@ def run_experiment(
     """Train ``config``'s defence, run both attacks, write ``metrics.json`` and ``report.md``.
 
     ``splits`` lets a caller reuse decoded data across runs. Returns the metrics dictionary.
+    With ``resume``, a finished run of the same config is returned as it is, untouched.
+
+    Launched by ``torchrun`` with several processes, every process trains on its shard of each
+    global batch (``train.batch_size`` is the global batch) and only rank 0 writes files.
     """
     run_dir = Path(out_dir) if out_dir is not None else Path("runs") / config.run_name()
+    if resume and (finished := finished_run_metrics(config, run_dir)) is not None:
+        return finished
+    env = init_distributed(resolve_device(config.train.device).type)
+    _check_divisible_batches(config, env)
     if splits is None:
         label_info = available_labels(config.data.dataset, config.data.root)
         resolve_tasks(config, label_info)  # fail on a bad label before decoding any image
-        splits = load_experiment_data(config, progress=config.train.progress)
+        splits = _load_data_rank0_first(config, env)
     utility, private = resolve_tasks(config, splits["train"].label_info)
-    _prepare_run_dir(config, run_dir, resume)
-    save_tasks(run_dir, utility, private)
+    _prepare_run_dir(config, run_dir, resume, env)
+    if env.is_main:
+        save_tasks(run_dir, utility, private)
 
     seed_everything(config.seed)
-    device = resolve_device(config.train.device)
-    context = StepContext(device, config.train.precision, config.train.channels_last)
+    device = resolve_device(config.train.device, env.local_rank)
+    try:
+        context = StepContext(device, config.train.precision, config.train.channels_last, env)
+    except ValueError as error:
+        raise ConfigError(f"train.precision: {error}") from error
     defence = context.prepare_module(build_experiment_defence(config, utility, private))
+    if env.enabled:  # same initial weights everywhere (rank 0's), then a stream per rank
+        seed_everything(rank_seed(config.seed, env.rank))
     settings = LoopSettings(
         epochs=config.train.epochs, batch_size=config.train.batch_size,
         eval_batch_size=config.train.eval_batch_size, augment=config.data.augment,
         seed=config.seed, log_every=config.train.log_every, progress=config.train.progress,
     )
-    writer = _tensorboard_writer(run_dir)
+    writer = _tensorboard_writer(run_dir) if env.is_main else None
     fitted = fit(defence, splits, utility, private, context, settings, run_dir / "checkpoints",
                  resume=resume, writer=writer, extra_state={"config": config_to_dict(config)})
     if writer is not None:
@@ -168,20 +238,56 @@ def run_experiment(
     test_utility = evaluate(defence, splits["test"], utility, context, settings.eval_batch_size)
     leakage = _leakage_stage(config, defence, splits, private, context, run_dir)
     reconstruction = _reconstruction_stage(config, defence, splits, context, run_dir)
+    worst_case = _worst_case_stage(config, defence, splits, utility, private, context, run_dir,
+                                   test_utility, leakage, reconstruction)
     attack_seconds = time.perf_counter() - started
 
     cost = measure_client_cost(defence.client.cpu(), (3, config.data.image_size,
                                                       config.data.image_size))
     metrics = _metrics(config, defence, utility, private, splits, fitted, test_utility,
                        leakage, reconstruction, cost, device, attack_seconds)
-    write_json(run_dir / "metrics.json", metrics)
+    metrics["world_size"] = env.world_size
+    metrics.update(attack_suite=config.attacks.suite, **worst_case_metrics(worst_case),
+                   worst_case=worst_case)
+    if not env.is_main:
+        barrier(env)  # returns once rank 0 has written metrics.json
+        return metrics
     images = {"Reconstructions (originals on top)": run_dir / "reconstructions.png"}
     write_report(
         run_dir, title=f"noisyarl run: {config.run_name()}", summary_rows=[summary_row(metrics)],
         images={k: v for k, v in images.items() if Path(v).exists()},
         notes=_notes(metrics),
+        columns=RESULT_COLUMNS + (WORST_CASE_COLUMNS if worst_case else []),
     )
+    if worst_case is not None:
+        report = run_dir / "report.md"
+        atomic_write_text(report, report.read_text() + "\n" + worst_case_markdown(worst_case))
+    # Written last: a run directory with metrics.json is finished (see finished_run_metrics).
+    write_json(run_dir / "metrics.json", metrics)
+    barrier(env)
     return metrics
+
+
+def _check_divisible_batches(config: ExperimentConfig, env: DistributedEnv) -> None:
+    """Under torchrun every global training batch is split evenly over the processes."""
+    if not env.enabled:
+        return
+    sizes = {"train.batch_size": config.train.batch_size,
+             "attacks.leakage.batch_size": config.attacks.leakage.batch_size,
+             "attacks.reconstruction.batch_size": config.attacks.reconstruction.batch_size}
+    for key, size in sizes.items():
+        if size % env.world_size:
+            raise ConfigError(f"{key}: {size} is the global batch and must be divisible by the "
+                              f"{env.world_size} processes torchrun started")
+
+
+def _load_data_rank0_first(config: ExperimentConfig, env: DistributedEnv):
+    """Decode the splits; with a cache under torchrun rank 0 builds it and the others read it."""
+    if not (env.enabled and config.data.cache_dir):
+        return load_experiment_data(config, progress=config.train.progress and env.is_main)
+    splits = load_experiment_data(config, progress=config.train.progress) if env.is_main else None
+    barrier(env)
+    return splits or load_experiment_data(config, progress=False)
 
 
 def _tensorboard_writer(run_dir: Path):
@@ -203,11 +309,12 @@ def _leakage_stage(config, defence, splits, private, context, run_dir) -> dict[s
             defence.client, attacker, splits, private, context, epochs=attack.epochs,
             lr=attack.lr, batch_size=attack.batch_size,
             eval_batch_size=config.train.eval_batch_size, seed=config.seed,
-            progress=config.train.progress,
+            progress=config.train.progress and context.distributed.is_main,
         )
         return result.to_dict()
 
-    return _cached_stage(run_dir / "attacks" / "leakage.json", asdict(attack), compute)
+    return _cached_stage(run_dir / "attacks" / "leakage.json", asdict(attack), compute,
+                         context.distributed)
 
 
 def _reconstruction_stage(config, defence, splits, context, run_dir) -> dict[str, Any] | None:
@@ -216,20 +323,65 @@ def _reconstruction_stage(config, defence, splits, context, run_dir) -> dict[str
         return None
 
     def compute() -> dict[str, Any]:
+        # the capture keeps the trained decoder, saved for the user-study kit (appendix C)
+        capture = DecoderCapture(context)
         result = run_reconstruction_attack(
-            defence.client, splits, context, image_size=config.data.image_size,
+            defence.client, splits, capture, image_size=config.data.image_size,
             epochs=attack.epochs, lr=attack.lr, batch_size=attack.batch_size,
             eval_batch_size=config.train.eval_batch_size, seed=config.seed,
-            progress=config.train.progress,
+            progress=config.train.progress and context.distributed.is_main,
         )
+        if not context.distributed.is_main:
+            return result.to_dict()
         save_image_grid(result.originals, [(defence.name, result.reconstructions)],
                         run_dir / "reconstructions.png")
         atomic_torch_save({"originals": result.originals,
                            "reconstructions": result.reconstructions},
                           run_dir / "reconstruction_examples.pt")
+        if capture.decoder is not None:
+            save_decoder(capture.decoder, run_dir)
         return result.to_dict()
 
-    return _cached_stage(run_dir / "attacks" / "reconstruction.json", asdict(attack), compute)
+    return _cached_stage(run_dir / "attacks" / "reconstruction.json", asdict(attack), compute,
+                         context.distributed)
+
+
+def _worst_case_stage(config, defence, splits, utility, private, context, run_dir, test_utility,
+                      leakage, reconstruction) -> dict[str, Any] | None:
+    """``attacks.suite: worst-case``: the attacker suite, multi-query averaging with and without
+    keyed noise, and identity leakage (:mod:`noisyarl.attacks.suite`), cached like the others.
+
+    Under torchrun every rank runs it whole on a single-process context (its k-NN and
+    re-identification need every sample's z); rank 0 writes it.
+    """
+    attacks = config.attacks
+    if attacks.suite != "worst-case":
+        return None
+    env = context.distributed
+    if env.enabled:
+        context = StepContext(context.device, context.precision, context.channels_last)
+    recon = asdict(attacks.reconstruction) if attacks.reconstruction.enabled else None
+    for settings in (recon, leakage_settings := asdict(attacks.leakage)):
+        if settings is not None:
+            settings.pop("enabled")
+    suite = SuiteSettings(
+        leakage=leakage_settings, reconstruction=recon,
+        attackers=tuple(attacks.worst_case.attackers), queries=tuple(attacks.worst_case.queries),
+        keyed_noise=attacks.worst_case.keyed_noise, identity=attacks.worst_case.identity,
+        identity_epochs=attacks.worst_case.identity_epochs, image_size=config.data.image_size,
+        eval_batch_size=config.train.eval_batch_size, seed=config.seed,
+        progress=config.train.progress and env.is_main,
+    )
+
+    def compute() -> dict[str, Any]:
+        return run_worst_case(defence, splits, utility, private, context, suite,
+                              test_utility=test_utility, paper_leakage=leakage,
+                              paper_reconstruction=reconstruction)
+
+    stage_settings = {"worst_case": asdict(attacks.worst_case),
+                      "leakage": asdict(attacks.leakage),
+                      "reconstruction": asdict(attacks.reconstruction)}
+    return _cached_stage(run_dir / "attacks" / "worst_case.json", stage_settings, compute, env)
 
 
 def _metrics(config, defence, utility, private, splits, fitted, test_utility, leakage,
@@ -300,6 +452,8 @@ def summary_row(metrics: dict[str, Any]) -> dict[str, Any]:
     The upper bound sends raw images: like the paper's tables, its row has no delta.
     """
     row = {key: metrics.get(key) for key in SUMMARY_KEYS}
+    if metrics.get("privacy_worst_case") is not None:  # attacks.suite: worst-case
+        row.update({key: metrics.get(key) for key, _, _ in WORST_CASE_COLUMNS})
     if metrics.get("method") == "upper_bound":
         row["delta"] = None
     return row

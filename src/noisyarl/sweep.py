@@ -20,6 +20,7 @@ from noisyarl.evaluation.plots import plot_sigma_sweep
 from noisyarl.evaluation.report import format_table, write_csv, write_report
 from noisyarl.experiment import load_experiment_data, run_experiment
 from noisyarl.methods import METHODS
+from noisyarl.training.distributed import current_env
 from noisyarl.utils.io import write_json
 
 SWEEP_COLUMNS = [
@@ -100,7 +101,8 @@ def run_sigma_sweep(
                               "not defined for a regression utility)")
     rows = [sweep_row(m) for m in metrics.values()]
     best_sigma = max(metrics, key=lambda sigma: validation_delta(metrics[sigma]))
-    _write_sweep(out_dir, config, rows, best_sigma)
+    if current_env().is_main:  # under torchrun rank 0 alone writes the sweep files
+        _write_sweep(out_dir, config, rows, best_sigma)
     return SweepResult(rows=rows, best_sigma=best_sigma, metrics=metrics)
 
 

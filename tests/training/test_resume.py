@@ -1,17 +1,31 @@
-"""Kill-and-resume: an interrupted run, resumed, ends with the uninterrupted run's metrics."""
+"""Runs that survive: SIGKILL at random moments, then ``--resume``, ends with the metrics of an
+uninterrupted run; no result file is ever half-written; finished runs of an interrupted
+comparison or sweep are not touched again."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from PIL import Image
 
-from noisyarl.utils.io import read_json
+from noisyarl.config import config_from_dict
+from noisyarl.sweep import run_sigma_sweep
+from noisyarl.utils.io import is_temporary, read_json, to_json_value
+
+METRIC_KEYS = ("utility", "utility_valid", "best_epoch", "privacy", "privacy_last_epoch",
+               "privacy_at_best_valid", "psnr", "ssim")
 
 
 def _config(root) -> dict:
@@ -21,49 +35,176 @@ def _config(root) -> dict:
         "data": {"dataset": "celeba", "root": str(root), "image_size": 40},
         "tasks": {"utility": {"label": "Smiling"}, "private": {"label": "Male"}},
         "method": {"name": "noisy_arl", "split": 2, "sigma": 0.5},
-        "train": {"epochs": 3, "batch_size": 32, "progress": False},
-        "attacks": {"leakage": {"epochs": 1, "batch_size": 32},
-                    "reconstruction": {"epochs": 1, "batch_size": 32}},
+        "train": {"epochs": 2, "batch_size": 32, "progress": True},
+        "attacks": {"leakage": {"epochs": 2, "batch_size": 32},
+                    "reconstruction": {"epochs": 2, "batch_size": 32}},
     }
 
 
-def _command(config_path, out, *extra):
-    return [sys.executable, "-m", "noisyarl.cli", "run", str(config_path), "--out", str(out),
+def _command(kind, config_path, out, *extra):
+    return [sys.executable, "-m", "noisyarl.cli", kind, str(config_path), "--out", str(out),
             *extra]
 
 
-@pytest.mark.slow
-def test_kill_after_an_epoch_then_resume_matches_uninterrupted(tiny_celeba_root, tmp_path):
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(_config(tiny_celeba_root)))
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "2"}
 
-    reference = tmp_path / "reference"
-    subprocess.run(_command(config_path, reference), check=True, env=env, capture_output=True)
 
-    interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen(_command(config_path, interrupted), env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = interrupted / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + 300
-    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert process.poll() is None, "the run ended before it could be interrupted"
+def assert_no_half_written_file(folder: Path) -> None:
+    """Every result file under ``folder`` reads back completely in its format.
+
+    Temporary files of the atomic writers may be left by a kill (``--resume`` removes them);
+    TensorBoard's event files under ``tb/`` are append-only record logs written by TensorBoard
+    itself, whose reader skips a torn last record, so they are not results and not checked.
+    """
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or is_temporary(path) or "tb" in path.relative_to(folder).parts:
+            continue
+        suffix = path.suffix
+        if suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif suffix == ".pt":
+            torch.load(path, weights_only=True)
+        elif suffix == ".yaml":
+            assert yaml.safe_load(path.read_text(encoding="utf-8")) is not None, path
+        elif suffix == ".png":
+            with Image.open(path) as image:
+                image.verify()
+        elif suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            load_file(str(path))
+        else:
+            path.read_text(encoding="utf-8")
+
+
+def _kill_after(command, marker: str, delay: float) -> str:
+    """Start ``command``, SIGKILL it ``delay`` seconds after ``marker`` shows in its stderr
+    (tqdm's bar of a stage). Returns what it printed; fails if it ended before the kill."""
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    seen = threading.Event()
+    printed: list[str] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in iter(lambda: process.stderr.read(256), ""):
+            printed.append(line)
+            if marker in "".join(printed[-3:]):
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert seen.wait(timeout=300), f"{marker!r} never showed: {''.join(printed)[-2000:]}"
+    time.sleep(delay)
+    assert process.poll() is None, f"the run ended before the kill {delay:.2f} s after {marker}"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (interrupted / "metrics.json").exists()
+    reader.join(timeout=10)
+    return "".join(printed)
 
-    # A fresh start into the same directory is refused; --resume continues it.
-    refused = subprocess.run(_command(config_path, interrupted), env=env, capture_output=True,
-                             text=True)
-    assert refused.returncode == 2 and "--resume" in refused.stderr
-    subprocess.run(_command(config_path, interrupted, "--resume"), check=True, env=env,
+
+@pytest.mark.slow
+def test_kills_during_training_and_both_attacks_then_resume_match_uninterrupted(
+        tiny_celeba_root, tmp_path):
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(_config(tiny_celeba_root)))
+    reference = tmp_path / "reference"
+    subprocess.run(_command("run", config_path, reference), check=True, env=ENV,
                    capture_output=True)
 
+    interrupted = tmp_path / "interrupted"
+    draw = random.Random(20230731)  # random moments, reproducible
+    _kill_after(_command("run", config_path, interrupted), "epoch 2", draw.uniform(0.0, 0.3))
+    assert not (interrupted / "metrics.json").exists()
+    assert_no_half_written_file(interrupted)
+
+    # A fresh start into the same directory is refused; --resume continues it.
+    refused = subprocess.run(_command("run", config_path, interrupted), env=ENV,
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+
+    resume = _command("run", config_path, interrupted, "--resume")
+    for stage in ("leakage attack", "reconstruction attack"):
+        _kill_after(resume, stage, draw.uniform(0.0, 0.3))
+        assert_no_half_written_file(interrupted)
+    subprocess.run(resume, check=True, env=ENV, capture_output=True)
+
+    assert_no_half_written_file(interrupted)
+    assert not [path for path in interrupted.rglob("*") if is_temporary(path)]
     expected, resumed = read_json(reference / "metrics.json"), read_json(
         interrupted / "metrics.json")
-    for key in ("utility", "utility_valid", "best_epoch", "privacy", "privacy_last_epoch",
-                "psnr", "ssim"):
+    for key in METRIC_KEYS:
         assert resumed[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-6), key
     assert [h["valid/utility_accuracy"] for h in resumed["history"]] == pytest.approx(
         [h["valid/utility_accuracy"] for h in expected["history"]])
+    for stage in ("leakage", "reconstruction"):  # both attacks restarted from their seeds
+        for got, want in zip(resumed[stage]["history"], expected[stage]["history"], strict=True):
+            assert got == pytest.approx(want, rel=1e-5, abs=1e-6), stage
+
+
+def _fingerprints(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Bytes and mtime (ns) of every file under ``folder``."""
+    return {str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_mtime_ns)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def _compare_config(root) -> dict:
+    config = _config(root)
+    config["train"] = {"epochs": 1, "batch_size": 32, "progress": False}
+    config["attacks"] = {"leakage": {"epochs": 1, "batch_size": 32},
+                         "reconstruction": {"enabled": False}}
+    config["compare"] = [
+        {"label": "ARL", "method": {"name": "noisy_arl", "split": 2, "sigma": 0.0}},
+        {"label": "noisy ARL", "method": {"name": "noisy_arl", "split": 2, "sigma": 0.5}},
+    ]
+    return config
+
+
+@pytest.mark.slow
+def test_an_interrupted_comparison_resumes_without_touching_its_finished_run(
+        tiny_celeba_root, tmp_path):
+    config_path = tmp_path / "compare.yaml"
+    config_path.write_text(yaml.safe_dump(_compare_config(tiny_celeba_root)))
+    out = tmp_path / "compare"
+    process = subprocess.Popen(_command("compare", config_path, out), env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = out / "runs"
+    deadline = time.monotonic() + 300
+    while (process.poll() is None and time.monotonic() < deadline
+           and not list(runs.glob("*/metrics.json"))):
+        time.sleep(0.02)
+    time.sleep(random.Random(5).uniform(0.0, 0.5))
+    assert process.poll() is None, "the comparison ended before it could be interrupted"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (finished,) = [path.parent for path in runs.glob("*/metrics.json")]
+    before = _fingerprints(finished)
+    assert not (out / "table.md").exists()
+
+    subprocess.run(_command("compare", config_path, out, "--resume"), check=True, env=ENV,
+                   capture_output=True)
+    assert _fingerprints(finished) == before
+    assert len(list(runs.glob("*/metrics.json"))) == 2
+    table = (out / "table.md").read_text(encoding="utf-8")
+    assert "ARL" in table and "noisy ARL" in table
+    assert_no_half_written_file(out)
+
+
+@pytest.mark.slow
+def test_a_resumed_sweep_reuses_its_finished_runs_untouched(tiny_celeba_root, tmp_path):
+    values = _compare_config(tiny_celeba_root)
+    values.pop("compare")
+    values["data"].update(image_size=32, max_train=64, max_valid=32, max_test=32)
+    config = config_from_dict(values)
+    out = tmp_path / "sweep"
+    first = run_sigma_sweep(config, out, [0.0])
+    finished = out / "runs" / config.with_method(
+        dataclasses.replace(config.method, sigma=0.0)).run_name()
+    before = _fingerprints(finished)
+
+    # the same sweep asked again with one more sigma: the finished run is read back as it is
+    second = run_sigma_sweep(config, out, [0.0, 1.0], resume=True)
+    assert _fingerprints(finished) == before
+    assert second.metrics[0.0] == to_json_value(first.metrics[0.0])
+    assert [row["sigma"] for row in second.rows] == [0.0, 1.0]
+    assert read_json(out / "sweep.json")["rows"][1]["sigma"] == 1.0

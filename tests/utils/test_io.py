@@ -116,3 +116,18 @@ def test_json_round_trip(tmp_path_factory, value):
     path = tmp_path_factory.mktemp("json") / "value.json"
     write_json(path, value)
     assert read_json(path) == to_json_value(value)
+
+
+def test_stale_temporaries_of_killed_writers_are_removed_and_results_kept(tmp_path):
+    from noisyarl.utils.io import is_temporary, remove_stale_temporaries
+
+    write_json(tmp_path / "metrics.json", {"utility": 90.0})
+    stale = tmp_path / "checkpoints" / ".last.pt.0123456789abcdef0123456789abcdef.tmp"
+    stale.parent.mkdir()
+    stale.write_bytes(b"half a checkpoint")
+    user_file = tmp_path / ".notes.tmp"  # not one of ours: left alone
+    user_file.write_text("mine")
+    assert is_temporary(stale) and not is_temporary(user_file)
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert not stale.exists() and user_file.exists()
+    assert read_json(tmp_path / "metrics.json") == {"utility": 90.0}

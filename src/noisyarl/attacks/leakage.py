@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from noisyarl.attacks.common import freeze, obfuscated_batches
+from noisyarl.attacks.common import freeze, obfuscated_batches, reduced_sum, reseed_rank
 from noisyarl.data.base import ImageSplit
 from noisyarl.data.tasks import Task
 from noisyarl.training.precision import StepContext
@@ -51,7 +51,7 @@ def _score(client, attacker, split, task, context, batch_size) -> float:
             with context.autocast():
                 outputs = attacker(z)
             total += task.score_sum(outputs, labels[task.label].to(context.device))
-    return task.finalize(float(total), len(split))
+    return task.finalize(reduced_sum(total, context), len(split))
 
 
 def _better(task: Task, a: float, b: float) -> bool:
@@ -74,11 +74,14 @@ def run_leakage_attack(
 ) -> LeakageResult:
     """Train ``attacker`` (fresh) on ``client(x)`` of ``splits['train']`` for ``task``.
 
-    The client is frozen; its noise stays on. Adam(lr), no schedule.
+    The client is frozen; its noise stays on. Adam(lr), no schedule. The attack starts from
+    ``seed`` whatever ran before it, so a resumed run repeats it exactly. Under torchrun
+    ``batch_size`` is the global batch, sharded over ranks (see :mod:`.common`).
     """
     torch.manual_seed(seed + PHASE_OFFSETS["leakage"])
     client = freeze(client)
     attacker = context.prepare_module(attacker)
+    reseed_rank(seed + PHASE_OFFSETS["leakage"], context)
     optimizer = torch.optim.Adam(attacker.parameters(), lr=lr)
     history: list[dict[str, float]] = []
     for epoch in tqdm(range(1, epochs + 1), desc="leakage attack", disable=not progress,

@@ -13,10 +13,11 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from noisyarl.attacks.common import freeze, obfuscated_batches
+from noisyarl.attacks.common import freeze, obfuscated_batches, reduced_sum, reseed_rank
 from noisyarl.data.base import ImageSplit
 from noisyarl.evaluation.metrics import psnr, ssim
 from noisyarl.models import ReconstructionDecoder
+from noisyarl.training.distributed import all_reduce_sum
 from noisyarl.training.precision import StepContext
 from noisyarl.utils.seeding import PHASE_OFFSETS, epoch_generator
 
@@ -56,11 +57,17 @@ def run_reconstruction_attack(
     num_examples: int = 8,
     progress: bool = True,
 ) -> ReconstructionResult:
-    """Train a fresh :class:`ReconstructionDecoder` on ``z = client(x)`` of the training split."""
+    """Train a fresh :class:`ReconstructionDecoder` on ``z = client(x)`` of the training split.
+
+    Starts from ``seed`` whatever ran before it (a resumed run repeats it exactly). Under
+    torchrun ``batch_size`` is the global batch, sharded over ranks; the scores are summed over
+    ranks and the examples are rank 0's first test images (the split's first rows).
+    """
     torch.manual_seed(seed + PHASE_OFFSETS["reconstruction"])
     client = freeze(client)
     z_shape = _z_shape(client, splits["train"], context)
     decoder = context.prepare_module(ReconstructionDecoder(z_shape, image_size))
+    reseed_rank(seed + PHASE_OFFSETS["reconstruction"], context)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
     history = []
     for epoch in tqdm(range(1, epochs + 1), desc="reconstruction attack", disable=not progress,
@@ -75,13 +82,15 @@ def run_reconstruction_attack(
             context.step(loss, optimizer)
             total += loss.detach() * images.shape[0]
             count += images.shape[0]
-        history.append({"epoch": epoch, "train_mse": float(total) / max(count, 1)})
+        count = int(reduced_sum(torch.tensor(float(count)), context))
+        history.append({"epoch": epoch, "train_mse": reduced_sum(total, context) / max(count, 1)})
     return _score(client, decoder, splits["test"], context, eval_batch_size, num_examples, history)
 
 
 def _z_shape(client: nn.Module, split: ImageSplit, context: StepContext) -> tuple[int, ...]:
     """Shape of one sample of ``z``: (C, h, w) for a feature map or (D,) for a vector."""
-    _, z, _ = next(obfuscated_batches(client, split.subset(torch.arange(1)), 1, context))
+    _, z, _ = next(obfuscated_batches(client, split.subset(torch.arange(1)), 1, context,
+                                      shard=False))
     if z.dim() not in (2, 4):
         raise ValueError(
             f"the reconstruction decoder needs z of shape [B, C, H, W] or [B, D], got {z.shape}"
@@ -92,21 +101,23 @@ def _z_shape(client: nn.Module, split: ImageSplit, context: StepContext) -> tupl
 @torch.no_grad()
 def _score(client, decoder, split, context, batch_size, num_examples, history):
     decoder.eval()
-    sums = {"psnr": 0.0, "ssim": 0.0, "mse": 0.0}
+    sums = torch.zeros(3, dtype=torch.float64)  # psnr, ssim, mse, each times the batch size
     originals = reconstructions = None
     for images, z, _ in obfuscated_batches(client, split, batch_size, context):
+        if images.shape[0] == 0:  # an empty shard of a small final batch (torchrun)
+            continue
         with context.autocast():
             output = decoder(z).float()
         images = images.float()
         weight = images.shape[0]
-        sums["psnr"] += psnr(output, images) * weight
-        sums["ssim"] += ssim(output, images) * weight
-        sums["mse"] += float(F.mse_loss(output, images)) * weight
+        sums += torch.tensor([psnr(output, images), ssim(output, images),
+                              float(F.mse_loss(output, images))], dtype=torch.float64) * weight
         if originals is None:
             originals = images[:num_examples].cpu()
             reconstructions = output[:num_examples].clamp(0, 1).cpu()
     n = len(split)
+    psnr_sum, ssim_sum, mse_sum = all_reduce_sum(sums, context.distributed).tolist()
     return ReconstructionResult(
-        psnr=sums["psnr"] / n, ssim=sums["ssim"] / n, mse=sums["mse"] / n, history=history,
+        psnr=psnr_sum / n, ssim=ssim_sum / n, mse=mse_sum / n, history=history,
         originals=originals, reconstructions=reconstructions,
     )

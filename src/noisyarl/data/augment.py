@@ -18,6 +18,7 @@ Evaluation never augments: every evaluation and attack calls :func:`iterate_batc
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -117,15 +118,19 @@ def augment_batch(
     labels: dict[str, torch.Tensor],
     label_info: dict[str, LabelInfo],
     generator: torch.Generator | None = None,
+    draws: AugmentDraws | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Colour-jitter and randomly flip a batch (see the module docstring).
 
     images: float [B, 3, H, W] in [0, 1]. labels: name -> [B] or [B, D]; coordinate labels
     (see :func:`flips_with_image`) are flipped with their images, others are returned as is.
     generator: source of every random draw (None: torch's global generator).
+    draws: use these draws (for B samples) instead of drawing from ``generator``.
     Returns new tensors; the inputs are not modified.
     """
-    draws = draw_augmentation(images.shape[0], generator).to(images.device)
+    if draws is None:
+        draws = draw_augmentation(images.shape[0], generator)
+    draws = draws.to(images.device)
     jittered = color_jitter(images, draws)
     flipped = torch.where(_per_sample(draws.flip), jittered.flip(-1), jittered)
     new_labels = dict(labels)
@@ -148,30 +153,90 @@ def iterate_batches(
     drop_last: bool = False,
     device: str | torch.device = "cpu",
     channels_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
-    """Yield ``(images float32 [B, 3, H, W] in [0, 1], labels)`` batches of ``split``.
+    """Yield ``(images float32 [b, 3, H, W] in [0, 1], labels)`` batches of ``split``.
 
-    The uint8 pixels move to ``device`` first and are converted there (pixels / 255).
-    shuffle: a random order from ``generator`` (else row order). augment: apply
-    :func:`augment_batch` (training only; evaluation and attacks pass ``augment=False`` and get
-    the stored pixels / 255 exactly). drop_last: skip a final partial batch. Labels are moved
-    to ``device`` too. channels_last: images in the channels-last memory format.
+    The uint8 pixels move to ``device`` first and are converted there (pixels / 255); on CUDA
+    the next batch is gathered into pinned memory in a background thread while the current
+    one trains, and copied without blocking. shuffle: a random order from ``generator`` (else
+    row order). augment: apply :func:`augment_batch` (training only; evaluation and attacks pass
+    ``augment=False`` and get the stored pixels / 255 exactly). drop_last: skip a final partial
+    batch. Labels are moved to ``device`` too. channels_last: images in the channels-last
+    memory format.
+
+    rank, world_size: data parallelism (torchrun). ``batch_size`` is the *global* batch: every
+    rank draws the same order and the same augmentation of the global batch from the same
+    ``generator`` (like ``DistributedSampler`` with ``set_epoch``: a new order each epoch, the
+    same on all ranks) and keeps its own contiguous shard of it, ``b = batch_size /
+    world_size`` rows. So N ranks see exactly the batches of one process, split N ways. A
+    shuffled (training) pass trims a final partial batch to a multiple of ``world_size``;
+    evaluation passes split it as evenly as possible (a rank may get an empty batch).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, {world_size})")
     device = torch.device(device)
     count = len(split)
     order = torch.randperm(count, generator=generator) if shuffle else torch.arange(count)
     stop = count - count % batch_size if drop_last else count
-    for start in range(0, stop, batch_size):
-        rows = order[start:start + batch_size]
-        images = to_unit_float(_to_device(split.images[rows], device))
+    global_batches = [order[start:start + batch_size] for start in range(0, stop, batch_size)]
+    shards = [_shard(rows, rank, world_size, even=shuffle) for rows in global_batches]
+    for global_rows, (rows, host_images) in zip(global_batches,
+                                                _host_batches(split, shards, device), strict=True):
+        images = to_unit_float(_to_device(host_images, device))
         labels = {name: _to_device(value[rows], device) for name, value in split.labels.items()}
         if augment:
-            images, labels = augment_batch(images, labels, split.label_info, generator)
+            # Drawn for the global batch, as one process draws them, then this rank's shard.
+            draws = draw_augmentation(len(global_rows), generator)
+            images, labels = augment_batch(images, labels, split.label_info,
+                                           draws=_shard_draws(draws, rank, world_size,
+                                                              even=shuffle))
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         yield images, labels
+
+
+def _shard_bounds(size: int, rank: int, world_size: int, even: bool) -> tuple[int, int]:
+    """[start, stop) of ``rank``'s contiguous part of a global batch of ``size`` rows."""
+    if even:
+        size -= size % world_size
+    return size * rank // world_size, size * (rank + 1) // world_size
+
+
+def _shard(rows: torch.Tensor, rank: int, world_size: int, even: bool) -> torch.Tensor:
+    start, stop = _shard_bounds(len(rows), rank, world_size, even)
+    return rows[start:stop]
+
+
+def _shard_draws(draws: AugmentDraws, rank: int, world_size: int, even: bool) -> AugmentDraws:
+    start, stop = _shard_bounds(len(draws.flip), rank, world_size, even)
+    return AugmentDraws(*(value[start:stop] for value in
+                          (draws.brightness, draws.contrast, draws.contrast_first, draws.flip)))
+
+
+def _host_batches(
+    split: ImageSplit, shards: list[torch.Tensor], device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(rows, uint8 images of those rows) per batch; on CUDA gathered one batch ahead into
+    pinned memory by a background thread (indexing releases the GIL)."""
+    if device.type != "cuda":
+        for rows in shards:
+            yield rows, split.images[rows]
+        return
+
+    def gather(rows: torch.Tensor) -> torch.Tensor:
+        return split.images[rows].pin_memory()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(gather, shards[0]) if shards else None
+        for index, rows in enumerate(shards):
+            assert pending is not None
+            images = pending.result()
+            pending = pool.submit(gather, shards[index + 1]) if index + 1 < len(shards) else None
+            yield rows, images
 
 
 def to_unit_float(images: torch.Tensor) -> torch.Tensor:
@@ -186,5 +251,6 @@ def to_unit_float(images: torch.Tensor) -> torch.Tensor:
 
 def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
+        pinned = tensor if tensor.is_pinned() else tensor.pin_memory()
+        return pinned.to(device, non_blocking=True)
     return tensor.to(device)

@@ -15,6 +15,8 @@ Conventions
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torchmetrics.functional.image import (
@@ -209,6 +211,86 @@ def contingency_table(a, b) -> np.ndarray:
     return table
 
 
+def roc_auc(scores, positive) -> float:
+    """Area under the ROC curve: the probability that a random positive outranks a random
+    negative, ties counting one half (the Mann-Whitney U statistic over n_pos · n_neg).
+
+    Args:
+        scores: [N] real scores, higher meaning "more likely positive" (e.g. the similarity of a
+            pair of images). positive: [N] booleans (e.g. "the pair shows the same person").
+
+    Returns:
+        AUC in [0, 1]; 0.5 is chance. Raises ``ValueError`` without both classes.
+
+    >>> roc_auc([0.9, 0.8, 0.3, 0.1], [True, True, False, False])
+    1.0
+    >>> roc_auc([0.9, 0.5, 0.5, 0.1], [True, True, False, False])
+    0.875
+    """
+    scores = np.asarray(_as_array(scores), dtype=np.float64)
+    positive = np.asarray(_as_array(positive)).astype(bool)
+    if scores.ndim != 1 or scores.shape != positive.shape:
+        raise ValueError(f"scores and positive must be [N] arrays of one length, got "
+                         f"{scores.shape} and {positive.shape}")
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("ROC AUC needs at least one positive and one negative")
+    ranks = _average_ranks(scores)
+    u_statistic = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u_statistic / (n_pos * n_neg))
+
+
+def top1_identification_rate(similarity, identities) -> float:
+    """Leave-one-out re-identification: the share of probes whose most similar *other* sample
+    shows the same identity.
+
+    Only probes whose identity occurs at least twice count (the others cannot be matched).
+
+    Args:
+        similarity: [N, N] pairwise similarities (higher = more alike); the diagonal is ignored.
+        identities: [N] integer identity labels.
+
+    Returns:
+        Rate in [0, 1]. Raises ``ValueError`` when no identity occurs twice.
+
+    >>> similarity = torch.tensor([[1.0, 0.9, 0.1], [0.9, 1.0, 0.2], [0.1, 0.2, 1.0]])
+    >>> top1_identification_rate(similarity, torch.tensor([7, 7, 8]))
+    1.0
+    """
+    similarity = torch.as_tensor(similarity, dtype=torch.float64).clone()
+    identities = torch.as_tensor(identities).long().reshape(-1)
+    n = identities.shape[0]
+    if similarity.shape != (n, n):
+        raise ValueError(f"similarity must be [N, N] with N = {n}, got {tuple(similarity.shape)}")
+    same = identities[:, None] == identities[None, :]
+    matchable = same.sum(dim=1) > 1
+    if not bool(matchable.any()):
+        raise ValueError("top-1 identification needs an identity with at least two samples")
+    similarity.fill_diagonal_(-math.inf)
+    nearest = similarity.argmax(dim=1)
+    hits = identities[nearest] == identities
+    return float(hits[matchable].double().mean())
+
+
+def _as_array(values) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values``; tied values share their average rank."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_values)) + 1]
+    ends = np.r_[starts[1:], values.size]
+    average = (starts + ends + 1) / 2.0  # mean of the 1-based ranks starts+1 .. ends
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.repeat(average, ends - starts)
+    return ranks
+
+
 def _as_label_array(labels) -> np.ndarray:
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().cpu().numpy()
@@ -265,5 +347,7 @@ __all__ = [
     "multiclass_accuracy",
     "privacy_utility_delta",
     "psnr",
+    "roc_auc",
     "ssim",
+    "top1_identification_rate",
 ]

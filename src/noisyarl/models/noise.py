@@ -35,7 +35,9 @@ class GaussianNoise(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if not self.active:
             return h
-        return h + self.sigma * torch.randn_like(h)
+        # Drawn and added in float32 even under bf16/fp16 autocast: a bfloat16 draw and sum
+        # keep 8 bits of mantissa, which at large σ wipes out the features' small variations.
+        return h.float() + self.sigma * torch.randn_like(h, dtype=torch.float32)
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:g}, enabled={self.enabled}"

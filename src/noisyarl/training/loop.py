@@ -5,6 +5,13 @@ The loop owns data, devices, precision, logging, checkpoints and model selection
 whole state (models, optimisers, RNG, history, best epoch) is written atomically to
 ``checkpoints/last.pt``, so ``fit(..., resume=True)`` continues from the last completed epoch and
 ends exactly where an uninterrupted run would (on CPU, same seeds).
+
+Under ``torchrun`` (``context.distributed`` with several ranks) every rank trains on its shard of
+each global batch (:func:`noisyarl.data.augment.iterate_batches`), the logged scalars and the
+validation score are reduced over ranks, and rank 0 alone writes checkpoints and TensorBoard
+scalars; every rank reads them back (so the run directory must be on a file system that every
+node sees). Each rank's RNG state is checkpointed, so a resumed run continues every rank's
+random stream.
 """
 
 from __future__ import annotations
@@ -23,6 +30,13 @@ from noisyarl.data.base import ImageSplit
 from noisyarl.data.tasks import Task
 from noisyarl.methods.base import Defence
 from noisyarl.training.checkpoint import load_checkpoint, save_checkpoint
+from noisyarl.training.distributed import (
+    DistributedEnv,
+    all_gather_states,
+    all_reduce_sum,
+    barrier,
+    rank_seed,
+)
 from noisyarl.training.precision import StepContext
 from noisyarl.utils.seeding import epoch_generator
 
@@ -51,12 +65,18 @@ class FitResult:
 
 
 class ScalarLog:
-    """Sums per-step scalars on the device; read (one host sync) only when asked."""
+    """Sums per-step scalars on the device; read (one host sync) only when asked.
 
-    def __init__(self) -> None:
+    distributed: with several ranks, :meth:`means` sums over ranks first (every rank must call
+    it at the same point); losses are then averaged over ranks and steps, ``*_correct`` sums
+    divided by the samples of all ranks.
+    """
+
+    def __init__(self, distributed: DistributedEnv | None = None) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.steps = 0
         self.samples = 0
+        self.distributed = distributed or DistributedEnv()
 
     def add(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
         for key, value in values.items():
@@ -69,13 +89,16 @@ class ScalarLog:
         if not self.sums:
             return {}
         keys = list(self.sums)
-        values = torch.stack([self.sums[k].float() for k in keys]).tolist()
+        samples = torch.tensor(float(self.samples), device=self.sums[keys[0]].device)
+        stacked = torch.stack([*(self.sums[k].float() for k in keys), samples])
+        *values, total_samples = all_reduce_sum(stacked, self.distributed).tolist()
+        total_steps = self.steps * self.distributed.world_size
         out = {}
         for key, value in zip(keys, values, strict=True):
             if key.endswith("_correct"):
-                out[key.removesuffix("_correct") + "_score"] = value / max(self.samples, 1)
+                out[key.removesuffix("_correct") + "_score"] = value / max(total_samples, 1)
             else:
-                out[key] = value / max(self.steps, 1)
+                out[key] = value / max(total_steps, 1)
         return out
 
 
@@ -90,18 +113,24 @@ def train_one_epoch(
     epoch: int,
     writer: Any | None = None,
 ) -> dict[str, float]:
-    """One pass over ``split`` (shuffled, augmented); returns the epoch's mean train scalars."""
+    """One pass over ``split`` (shuffled, augmented); returns the epoch's mean train scalars.
+
+    ``settings.batch_size`` is the global batch: under torchrun each rank steps on its
+    ``batch_size / world_size`` rows of it. Per step nothing is read back to the host; the
+    scalars are summed on the device and read every ``log_every`` steps.
+    """
     defence.train()
+    env = context.distributed
     generator = epoch_generator(settings.seed, epoch)
     batches = iterate_batches(
         split, settings.batch_size, shuffle=True, augment=settings.augment, generator=generator,
         drop_last=len(split) > settings.batch_size, device=context.device,
-        channels_last=context.channels_last,
+        channels_last=context.channels_last, rank=env.rank, world_size=env.world_size,
     )
     total = len(split) // settings.batch_size if len(split) > settings.batch_size else 1
-    epoch_log, window = ScalarLog(), ScalarLog()
-    bar = tqdm(batches, total=total, desc=f"epoch {epoch}", disable=not settings.progress,
-               leave=False)
+    epoch_log, window = ScalarLog(env), ScalarLog(env)
+    bar = tqdm(batches, total=total, desc=f"epoch {epoch}",
+               disable=not (settings.progress and env.is_main), leave=False)
     for step, (images, labels) in enumerate(bar, start=1):
         values = defence.train_step(
             images, labels[utility.label].to(context.device),
@@ -116,7 +145,7 @@ def train_one_epoch(
                 global_step = (epoch - 1) * total + step
                 for key, value in means.items():
                     writer.add_scalar(f"train/{key}", value, global_step)
-            window = ScalarLog()
+            window = ScalarLog(env)
     return epoch_log.means()
 
 
@@ -126,17 +155,20 @@ def evaluate(
 ) -> float:
     """Utility metric of ``defence`` on ``split`` (never augmented; noise on as deployed).
 
-    Returns accuracy in percent, or MSE for a regression utility.
+    Returns accuracy in percent, or MSE for a regression utility. Under torchrun every rank
+    scores its shard of each batch and the sums are added over ranks.
     """
     defence.eval()
+    env = context.distributed
     score = torch.zeros((), device=context.device)
     for images, labels in iterate_batches(split, batch_size, shuffle=False, augment=False,
                                           device=context.device,
-                                          channels_last=context.channels_last):
+                                          channels_last=context.channels_last,
+                                          rank=env.rank, world_size=env.world_size):
         with context.autocast():
             outputs = defence.predict_utility(images)
         score += utility.score_sum(outputs, labels[utility.label].to(context.device))
-    return utility.finalize(float(score), len(split))
+    return utility.finalize(float(all_reduce_sum(score, env)), len(split))
 
 
 def _is_better(task: Task, value: float, best: float) -> bool:
@@ -160,8 +192,10 @@ def fit(
     """Train for ``settings.epochs`` epochs, keep the best-validation-utility weights.
 
     On return ``defence`` holds the best epoch's weights (``checkpoints/best.pt``).
-    ``extra_state`` (e.g. the resolved config) is stored in every checkpoint.
+    ``extra_state`` (e.g. the resolved config) is stored in every checkpoint. Under torchrun
+    only rank 0 writes checkpoints (and should be the only one given a ``writer``).
     """
+    env = context.distributed
     checkpoint_dir = Path(checkpoint_dir)
     last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
     optimizers = defence.configure_optimizers()
@@ -173,7 +207,8 @@ def fit(
             raise FileExistsError(
                 f"{last_path} exists: pass --resume to continue that run, or choose a new --out"
             )
-        start_epoch = _restore(last_path, defence, optimizers, schedulers, result) + 1
+        start_epoch = _restore(last_path, defence, optimizers, schedulers, result, env,
+                               settings.seed) + 1
 
     for epoch in range(start_epoch, settings.epochs + 1):
         started = time.perf_counter()
@@ -192,17 +227,22 @@ def fit(
             writer.add_scalar(f"valid/utility_{utility.metric_name}", valid_utility, epoch)
         if _is_better(utility, valid_utility, result.best_valid_utility):
             result.best_epoch, result.best_valid_utility = epoch, valid_utility
-            save_checkpoint(best_path, {"epoch": epoch, "model": defence.state_dict()})
-        save_checkpoint(last_path, _state(defence, optimizers, schedulers, result, epoch,
-                                              extra_state))
+            if env.is_main:
+                save_checkpoint(best_path, {"epoch": epoch, "model": defence.state_dict()})
+        state = _state(defence, optimizers, schedulers, result, epoch, extra_state, env)
+        if env.is_main:
+            save_checkpoint(last_path, state)
 
+    barrier(env)  # rank 0 has written best.pt
     best = load_checkpoint(best_path, map_location=context.device)
     defence.load_state_dict(best["model"])
     return result
 
 
 def _state(defence, optimizers, schedulers, result: FitResult, epoch: int,
-           extra) -> dict[str, Any]:
+           extra, env: DistributedEnv) -> dict[str, Any]:
+    """The whole training state after ``epoch``; a collective under torchrun (RNG states of
+    every rank are gathered), so every rank calls it."""
     state = {
         "epoch": epoch,
         "model": defence.state_dict(),
@@ -216,14 +256,24 @@ def _state(defence, optimizers, schedulers, result: FitResult, epoch: int,
     }
     if torch.cuda.is_available():
         state["rng_cuda"] = torch.cuda.get_rng_state_all()
+    if env.enabled:
+        state["rng_cpu_ranks"] = all_gather_states(torch.get_rng_state(), env)
+        if torch.cuda.is_available():
+            state["rng_cuda_ranks"] = all_gather_states(torch.cuda.get_rng_state(), env)
     if extra:
         state["extra"] = extra
     return state
 
 
-def _restore(path: Path, defence, optimizers, schedulers, result: FitResult) -> int:
+def _restore(path: Path, defence, optimizers, schedulers, result: FitResult,
+             env: DistributedEnv, seed: int) -> int:
     """Load ``last.pt`` into the defence, optimisers, schedulers and ``result``; returns its
-    epoch."""
+    epoch.
+
+    Each rank takes back its own RNG state when the checkpoint holds one per rank for this
+    world size; otherwise (another number of processes) ranks other than 0 start a fresh
+    stream from their rank seed, so the resumed run is valid but not bit-identical.
+    """
     state = load_checkpoint(path)
     defence.load_state_dict(state["model"])
     for name, optimizer in optimizers.items():
@@ -235,6 +285,15 @@ def _restore(path: Path, defence, optimizers, schedulers, result: FitResult) -> 
     result.history = list(state["history"])
     result.train_seconds = state["train_seconds"]
     torch.set_rng_state(state["rng_cpu"])
-    if "rng_cuda" in state and torch.cuda.is_available():
+    if "rng_cuda" in state and torch.cuda.is_available() and not env.enabled:
         torch.cuda.set_rng_state_all(state["rng_cuda"])
+    if env.enabled:
+        per_rank = state.get("rng_cpu_ranks", [])
+        if len(per_rank) == env.world_size:
+            torch.set_rng_state(per_rank[env.rank])
+            cuda_per_rank = state.get("rng_cuda_ranks", [])
+            if len(cuda_per_rank) == env.world_size and torch.cuda.is_available():
+                torch.cuda.set_rng_state(cuda_per_rank[env.rank])
+        elif env.rank > 0:
+            torch.manual_seed(rank_seed(seed + int(state["epoch"]), env.rank))
     return int(state["epoch"])

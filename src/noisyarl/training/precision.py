@@ -1,4 +1,9 @@
-"""Devices, mixed precision and optimiser steps shared by training and attacks."""
+"""Devices, mixed precision, memory format and optimiser steps shared by training and attacks.
+
+:class:`StepContext` is the one place where a step meets the hardware: autocast, the fp16
+gradient scaler, channels-last inputs and modules, and (under ``torchrun``) the gradient
+average over ranks (see :mod:`noisyarl.training.distributed`).
+"""
 
 from __future__ import annotations
 
@@ -7,31 +12,55 @@ from collections.abc import Iterator
 
 import torch
 
+from noisyarl.training.distributed import (
+    DistributedEnv,
+    average_gradients,
+    broadcast_module,
+    convert_batchnorm,
+    current_env,
+)
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error.
+
+    local_rank: under torchrun, the GPU of this process (``cuda`` -> ``cuda:local_rank``).
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device is cuda but no CUDA device is available")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
     return device
 
 
 class StepContext:
-    """How a training step runs: autocast precision and (for fp16) gradient scaling.
+    """How a training step runs: autocast precision, gradient scaling, memory format, ranks.
 
     ``precision``: ``fp32`` (no autocast), ``bf16`` (autocast to bfloat16 on CPU or CUDA), or
-    ``fp16`` (autocast to float16 with a gradient scaler per optimiser; CUDA only).
+    ``fp16`` (autocast to float16 with one gradient scaler per optimiser; CUDA only, for GPUs
+    without bf16).
     ``channels_last``: inputs and models use the NHWC memory format.
+    ``distributed``: this process's rank and world size (default: the torchrun process group
+    this process belongs to, if any); with more than one process every
+    :meth:`step` averages the stepped optimiser's gradients over ranks, and
+    :meth:`prepare_module` synchronises batch-norm statistics and the initial weights.
     """
 
-    def __init__(self, device: torch.device, precision: str = "fp32", channels_last: bool = False):
+    def __init__(self, device: torch.device, precision: str = "fp32",
+                 channels_last: bool = False, distributed: DistributedEnv | None = None):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "fp16" and device.type != "cuda":
             raise ValueError("precision fp16 needs a CUDA device; use bf16 on CPU")
         self.device = device
         self.precision = precision
         self.channels_last = channels_last
+        self.distributed = distributed if distributed is not None else current_env()
         self._scalers: dict[int, torch.amp.GradScaler] = {}
 
     @contextlib.contextmanager
@@ -47,15 +76,22 @@ class StepContext:
         """Zero ``optimizer``'s gradients, back-propagate ``loss`` and step ``optimizer``.
 
         Only the parameters of ``optimizer`` move; gradients that ``loss`` leaves on other
-        parameters are cleared by their own optimiser's next ``step`` call.
+        parameters are cleared by their own optimiser's next ``step`` call. Under torchrun the
+        gradients of ``optimizer``'s parameters are averaged over ranks before the update.
+        No host-device synchronisation, except fp16's scaler, which reads whether the scaled
+        gradients overflowed to skip that update.
         """
         optimizer.zero_grad(set_to_none=True)
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
         if self.precision != "fp16":
             loss.backward()
+            average_gradients(parameters, self.distributed)
             optimizer.step()
             return
         scaler = self._scalers.setdefault(id(optimizer), torch.amp.GradScaler("cuda"))
         scaler.scale(loss).backward()
+        # Averaged before the scaler's overflow check, so every rank skips or takes the same step.
+        average_gradients(parameters, self.distributed)
         scaler.step(optimizer)
         scaler.update()
 
@@ -66,7 +102,12 @@ class StepContext:
         return images
 
     def prepare_module(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` on the device, channels-last if asked; under torchrun with batch norm
+        synchronised over ranks and rank 0's initial weights on every rank."""
         module = module.to(self.device)
         if self.channels_last:
             module = module.to(memory_format=torch.channels_last)
+        if self.distributed.enabled:
+            module = convert_batchnorm(module)
+            broadcast_module(module, self.distributed)
         return module

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,8 @@ import torch
 
 #: Permission bits asked for new files; the process umask is applied on top, as for ``open()``.
 _NEW_FILE_MODE = 0o666
+#: Names of this module's temporary files: ``.<destination name>.<32 hex digits>.tmp``.
+_TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
 
 
 @contextmanager
@@ -113,6 +116,25 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, text + "\n")
 
 
+def is_temporary(path: str | Path) -> bool:
+    """Whether ``path`` names a temporary file of this module's atomic writers."""
+    return bool(_TEMPORARY_NAME.match(Path(path).name))
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that writers killed mid-write (SIGKILL, power loss) left
+    under ``folder`` (recursively); returns them. Call it only when no writer is running there.
+
+    Such a file never replaced its destination, so no result is lost.
+    """
+    removed = []
+    for path in sorted(Path(folder).rglob(".*.tmp")):
+        if path.is_file() and is_temporary(path):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def read_json(path: str | Path) -> Any:
     """Read a JSON file written by :func:`write_json` (or any UTF-8 JSON file)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -122,7 +144,9 @@ __all__ = [
     "atomic_torch_save",
     "atomic_write_bytes",
     "atomic_write_text",
+    "is_temporary",
     "read_json",
+    "remove_stale_temporaries",
     "to_json_value",
     "write_json",
 ]

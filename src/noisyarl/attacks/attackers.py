@@ -1,0 +1,215 @@
+"""The attribute-leakage attackers of the worst-case suite, by name.
+
+Every attacker is trained (or fitted) on frozen obfuscated features ``z`` of the training split
+and scored on the test split, with the noise on (method.md section 3). The paper's protocol uses
+one of them, ``proxy``; the worst-case evaluation reports them all and their maximum:
+
+- ``proxy``: a fresh copy of the defence's own proxy adversary (``Defence.make_attacker``), the
+  paper's attacker.
+- ``resnet18``: a full ResNet18 (all four stages) whose stem is replaced by an adapter to z's
+  shape: a larger attacker than the proxy for every defence whose client holds part of a ResNet.
+- ``linear``: a linear probe on pooled features (average-pooled to at most 2 x 2 per channel,
+  standardised by a non-affine batch norm, then one linear layer).
+- ``mlp``: a two-hidden-layer MLP on the same pooled features.
+- ``knn``: k-nearest neighbours on the same pooled features (:mod:`noisyarl.attacks.knn`).
+
+A new attacker is one entry of :data:`ATTACKERS`: a function from an :class:`AttackJob` to a
+:class:`~noisyarl.attacks.leakage.LeakageResult` (use :func:`trained` to wrap a module builder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.models import resnet18
+
+from noisyarl.attacks.common import obfuscated_batches
+from noisyarl.attacks.leakage import LeakageResult, run_leakage_attack
+from noisyarl.data.base import ImageSplit
+from noisyarl.data.tasks import Task
+from noisyarl.methods.base import Defence
+from noisyarl.training.precision import StepContext
+
+#: Side of the average-pooled grid of the linear, MLP and k-NN attackers (project's choice:
+#: keeps a coarse layout of the map while pooling most of the per-element noise).
+POOL_SIDE = 2
+#: Width of the MLP attacker's hidden layers.
+MLP_WIDTH = 256
+#: Channels of the ResNet18 attacker's adapter (ResNet18's stem width).
+ADAPTER_CHANNELS = 64
+#: A vector z is lifted to a [64, 4, 4] map before the ResNet18 attacker's stages.
+VECTOR_MAP_SIDE = 4
+
+
+@dataclass
+class AttackJob:
+    """Everything an attacker needs. ``client`` maps images to z (may wrap ``defence.client``,
+    e.g. to average several queries); ``z_shape`` is one sample's shape of its output."""
+
+    defence: Defence
+    client: nn.Module
+    splits: dict[str, ImageSplit]
+    task: Task
+    context: StepContext
+    z_shape: tuple[int, ...]
+    epochs: int
+    lr: float = 1e-3
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    seed: int = 0
+    progress: bool = False
+
+
+class FeaturePool(nn.Module):
+    """z [B, C, h, w] -> [B, C · s · s] by adaptive average pooling to ``s = min(side, h, w)``;
+    a vector z [B, D] passes unchanged."""
+
+    def __init__(self, side: int = POOL_SIDE) -> None:
+        super().__init__()
+        self.side = side
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() == 2:
+            return z
+        side = (min(self.side, z.shape[-2]), min(self.side, z.shape[-1]))
+        return nn.functional.adaptive_avg_pool2d(z, side).flatten(1)
+
+
+def pooled_dim(z_shape: tuple[int, ...], side: int = POOL_SIDE) -> int:
+    """Length of :class:`FeaturePool`'s output for one sample of shape ``z_shape``."""
+    if len(z_shape) == 1:
+        return int(z_shape[0])
+    channels, height, width = z_shape
+    return int(channels * min(side, height) * min(side, width))
+
+
+def linear_probe(z_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    """Pool -> standardise (non-affine BN, fixed at eval) -> Linear: a linear function of z."""
+    dim = pooled_dim(z_shape)
+    return nn.Sequential(FeaturePool(), nn.BatchNorm1d(dim, affine=False),
+                         nn.Linear(dim, num_outputs))
+
+
+def mlp_attacker(z_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    """Pool -> standardise -> [Linear, BN, ReLU] x 2 (width 256) -> Linear."""
+    dim = pooled_dim(z_shape)
+    return nn.Sequential(
+        FeaturePool(), nn.BatchNorm1d(dim, affine=False),
+        nn.Linear(dim, MLP_WIDTH), nn.BatchNorm1d(MLP_WIDTH), nn.ReLU(inplace=True),
+        nn.Linear(MLP_WIDTH, MLP_WIDTH), nn.BatchNorm1d(MLP_WIDTH), nn.ReLU(inplace=True),
+        nn.Linear(MLP_WIDTH, num_outputs),
+    )
+
+
+def resnet18_attacker(z_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    """A full ResNet18 (layer1..layer4, average pool, fc) behind an adapter to z's shape.
+
+    Feature map [C, h, w]: a 3x3 convolution C -> 64 + BN + ReLU, with stride 2 when the map is
+    at least 32 px wide (raw images), as ResNet's stem reduces large inputs. Vector [D]: a linear
+    lift to a [64, 4, 4] map + BN + ReLU.
+    """
+    if len(z_shape) == 1:
+        side = VECTOR_MAP_SIDE
+        adapter = nn.Sequential(
+            nn.Linear(z_shape[0], ADAPTER_CHANNELS * side * side),
+            nn.Unflatten(1, (ADAPTER_CHANNELS, side, side)),
+            nn.BatchNorm2d(ADAPTER_CHANNELS), nn.ReLU(inplace=True),
+        )
+    elif len(z_shape) == 3:
+        stride = 2 if min(z_shape[1:]) >= 32 else 1
+        adapter = nn.Sequential(
+            nn.Conv2d(z_shape[0], ADAPTER_CHANNELS, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(ADAPTER_CHANNELS), nn.ReLU(inplace=True),
+        )
+    else:
+        raise ValueError(f"z must be a feature map (C, h, w) or a vector (D,), got {z_shape}")
+    network = resnet18(weights=None, num_classes=num_outputs)
+    return nn.Sequential(adapter, network.layer1, network.layer2, network.layer3,
+                         network.layer4, network.avgpool, nn.Flatten(1), network.fc)
+
+
+def trained(build: Callable[[AttackJob], nn.Module]) -> Callable[[AttackJob], LeakageResult]:
+    """An attacker entry that trains the module ``build(job)`` with :func:`run_leakage_attack`
+    (Adam, the job's epochs; best-test-epoch, last-epoch and validation-selected scores)."""
+
+    def run(job: AttackJob) -> LeakageResult:
+        torch.manual_seed(job.seed)  # the attacker's initial weights
+        attacker = build(job)
+        return run_leakage_attack(
+            job.client, attacker, job.splits, job.task, job.context, epochs=job.epochs,
+            lr=job.lr, batch_size=job.batch_size, eval_batch_size=job.eval_batch_size,
+            seed=job.seed, progress=job.progress,
+        )
+
+    return run
+
+
+def _knn(job: AttackJob) -> LeakageResult:
+    from noisyarl.attacks.knn import run_knn_attack  # knn imports this module's pooling
+
+    return run_knn_attack(job.client, job.splits, job.task, job.context,
+                          batch_size=job.eval_batch_size)
+
+
+#: name -> attacker. Order is the report's order.
+ATTACKERS: dict[str, Callable[[AttackJob], LeakageResult]] = {
+    "proxy": trained(lambda job: job.defence.make_attacker(job.task.num_outputs)),
+    "resnet18": trained(lambda job: resnet18_attacker(job.z_shape, job.task.num_outputs)),
+    "linear": trained(lambda job: linear_probe(job.z_shape, job.task.num_outputs)),
+    "mlp": trained(lambda job: mlp_attacker(job.z_shape, job.task.num_outputs)),
+    "knn": _knn,
+}
+
+
+def run_attacker(name: str, job: AttackJob) -> LeakageResult:
+    """Run the attacker registered as ``name`` (``ValueError`` naming the known ones if none)."""
+    if name not in ATTACKERS:
+        raise ValueError(f"unknown attacker {name!r} (known: {', '.join(ATTACKERS)})")
+    return ATTACKERS[name](job)
+
+
+def z_shape_of(client: nn.Module, split: ImageSplit, context: StepContext) -> tuple[int, ...]:
+    """Shape of one sample of ``client``'s output: (C, h, w) or (D,)."""
+    _, z, _ = next(obfuscated_batches(client, split.subset(torch.arange(1)), 1, context))
+    return tuple(int(size) for size in z.shape[1:])
+
+
+@torch.no_grad()
+def collect_features(
+    client: nn.Module,
+    split: ImageSplit,
+    context: StepContext,
+    *,
+    batch_size: int = 256,
+    pool_side: int = POOL_SIDE,
+) -> torch.Tensor:
+    """One noisy pass of ``client`` over ``split``, pooled: float32 [N, D] on the CPU."""
+    pool = FeaturePool(pool_side)
+    chunks = [pool(z).cpu() for _, z, _ in obfuscated_batches(client, split, batch_size, context)]
+    return torch.cat(chunks)
+
+
+def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """Centre and scale every feature by the mean and standard deviation of ``train`` [N, D]."""
+    mean, std = train.mean(dim=0), train.std(dim=0).clamp_min(1e-6)
+    return [(features - mean) / std for features in (train, *others)]
+
+
+__all__ = [
+    "ATTACKERS",
+    "AttackJob",
+    "FeaturePool",
+    "POOL_SIDE",
+    "collect_features",
+    "linear_probe",
+    "mlp_attacker",
+    "pooled_dim",
+    "resnet18_attacker",
+    "run_attacker",
+    "standardise",
+    "trained",
+    "z_shape_of",
+]

@@ -1,0 +1,272 @@
+"""Export a trained client (obfuscator + noise module) to ONNX or TorchScript, and verify it.
+
+The exported graph maps images ``[B, 3, S, S]`` (float32 in [0, 1], B dynamic) to the
+transmitted ``z``. The noise module stays inside the graph (ONNX ``RandomNormalLike``, a fresh
+draw per call), so a device cannot skip it by accident. ``noise=False`` exports the noise-free
+client for verification only; the file's metadata says so (``"noise": false``) and
+:class:`noisyarl.client.LocalObfuscator` refuses such a file unless asked explicitly.
+
+Works for any defence: the client is ``defence.client`` as the training loop built it, and the
+noise is switched off by disabling every :class:`~noisyarl.models.GaussianNoise` inside it.
+
+Metadata (a JSON object) is stored in the file (ONNX ``metadata_props["noisyarl"]``, TorchScript
+extra file ``noisyarl.json``) and beside it as ``<file>.json`` together with the verification.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+import noisyarl
+from noisyarl.config import ConfigError
+from noisyarl.models import GaussianNoise
+from noisyarl.runs import LoadedRun, load_run
+from noisyarl.utils.io import atomic_write_bytes, write_json
+
+ExportFormat = Literal["onnx", "torchscript"]
+SUFFIXES: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt"}
+METADATA_KEY = "noisyarl"
+INPUT_NAME, OUTPUT_NAME = "images", "z"
+
+
+@dataclass
+class ExportCheck:
+    """Exported model against PyTorch on the same random images.
+
+    max_abs_error: max |exported z - PyTorch z| (noise-free export; None for a noisy one).
+    scale: max |PyTorch z| (the tolerance is ``1e-4 * max(1, scale)``: float32 rounding grows
+    with the magnitude of z, and noisy ARL's features can be large, method.md §2).
+    residual_mean / residual_std: of (exported z - noise-free PyTorch z); ≈ 0 and ≈ σ when the
+    noise is inside. expected_sigma: σ of the client's noise module (0 when it has none).
+    batch_sizes: batch sizes run through the export (the batch axis is dynamic).
+    """
+
+    passed: bool
+    noise: bool
+    max_abs_error: float | None
+    scale: float
+    residual_mean: float
+    residual_std: float
+    expected_sigma: float
+    batch_sizes: list[int]
+    elements: int
+
+
+@dataclass
+class ExportedClientFile:
+    """An exported client: the file, its metadata, and (after :func:`verify_export`) the check."""
+
+    path: Path
+    metadata: dict[str, Any]
+    check: ExportCheck | None = None
+
+
+def noise_modules(client: nn.Module) -> list[GaussianNoise]:
+    """The noise modules inside ``client`` that add noise (enabled and σ > 0)."""
+    return [module for module in client.modules()
+            if isinstance(module, GaussianNoise) and module.active]
+
+
+def client_for_export(client: nn.Module, noise: bool = True) -> nn.Module:
+    """A CPU float32 eval-mode copy of ``client`` (NCHW weights); noise off unless ``noise``."""
+    exported = copy.deepcopy(client).cpu().float().eval()
+    exported = exported.to(memory_format=torch.contiguous_format)
+    for parameter in exported.parameters():
+        parameter.requires_grad_(False)
+    if not noise:
+        for module in exported.modules():
+            if isinstance(module, GaussianNoise):
+                module.enabled = False
+    return exported
+
+
+def client_metadata(run: LoadedRun, noise: bool, fmt: str) -> dict[str, Any]:
+    """What the exported file says about itself (JSON-ready)."""
+    client = run.defence.client
+    sigmas = [module.sigma for module in noise_modules(client)]
+    with torch.no_grad():
+        z = client_for_export(client, noise=False)(torch.zeros(1, *run.image_shape))
+    return {
+        "format": fmt,
+        "noise": noise,
+        "verification_only": not noise,
+        "noise_sigma": sigmas[0] if len(sigmas) == 1 else sigmas if sigmas else 0.0,
+        "method": run.defence.name,
+        "split": run.config.method.split,
+        "sigma": run.config.method.sigma,
+        "run": run.config.run_name(),
+        "utility_task": run.utility.label,
+        "private_task": run.private.label,
+        "input": {"name": INPUT_NAME, "shape": ["B", *run.image_shape], "dtype": "float32",
+                  "range": [0.0, 1.0]},
+        "output": {"name": OUTPUT_NAME, "shape": ["B", *z.shape[1:]], "dtype": "float32"},
+        "noisyarl": noisyarl.__version__,
+        "torch": torch.__version__,
+    }
+
+
+def onnx_bytes(client: nn.Module, image_shape: tuple[int, ...],
+               metadata: dict[str, Any] | None = None) -> bytes:
+    """Serialised ONNX model of ``client`` with a dynamic batch axis (torch's dynamo exporter)."""
+    example = torch.rand(2, *image_shape)
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            client, (example,), dynamo=True, input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), verbose=False,
+        )
+    model = program.model_proto
+    if metadata is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    return model.SerializeToString()
+
+
+def torchscript_bytes(client: nn.Module, image_shape: tuple[int, ...],
+                      metadata: dict[str, Any]) -> bytes:
+    """Serialised TorchScript (traced; ``randn_like`` is traced as an op, so the noise stays)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
+        traced = torch.jit.trace(client, torch.rand(2, *image_shape), check_trace=False)
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files={f"{METADATA_KEY}.json":
+                                                     json.dumps(metadata).encode()})
+    return buffer.getvalue()
+
+
+def export_client(
+    run_dir: str | Path,
+    fmt: ExportFormat = "onnx",
+    out: str | Path | None = None,
+    *,
+    noise: bool = True,
+    verify: bool = True,
+) -> ExportedClientFile:
+    """Export the client of ``run_dir``; by default to ``RUN_DIR/export/client[-nonoise].<ext>``.
+
+    With ``verify`` the file is reopened and compared with PyTorch (:func:`verify_export`); the
+    metadata and the check are also written to ``<file>.json``.
+    """
+    if fmt not in SUFFIXES:
+        raise ConfigError(f"--format: {fmt!r} is not one of {', '.join(SUFFIXES)}")
+    run = load_run(run_dir)
+    path = Path(out) if out is not None else (
+        Path(run_dir) / "export" / f"client{'' if noise else '-nonoise'}{SUFFIXES[fmt]}")
+    metadata = client_metadata(run, noise, fmt)
+    client = client_for_export(run.defence.client, noise)
+    serialise = onnx_bytes if fmt == "onnx" else torchscript_bytes
+    atomic_write_bytes(path, serialise(client, run.image_shape, metadata))
+    exported = ExportedClientFile(path, metadata)
+    if verify:
+        exported.check = verify_export(path, run.defence.client, run.image_shape)
+    write_json(path.with_name(path.name + ".json"), {
+        "metadata": metadata, "check": asdict(exported.check) if exported.check else None})
+    return exported
+
+
+class ExportedClient:
+    """An exported client file opened for inference (ONNX Runtime or TorchScript).
+
+    ``__call__(images)`` takes images [B, 3, S, S] in [0, 1] (numpy or torch, any float dtype)
+    and returns z as a float32 numpy array; every call draws fresh noise when it is inside.
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigError(f"exported client not found: {self.path}")
+        if self.path.suffix == ".onnx":
+            self.metadata, self._run = _open_onnx(self.path, threads)
+        elif self.path.suffix == ".pt":
+            self.metadata, self._run = _open_torchscript(self.path)
+        else:
+            raise ConfigError(f"{self.path}: expected a .onnx or .pt file from `noisyarl export`")
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.metadata["input"]["shape"][1:])
+
+    @property
+    def z_shape(self) -> tuple[int, ...]:
+        return tuple(self.metadata["output"]["shape"][1:])
+
+    def __call__(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
+        if isinstance(images, torch.Tensor):
+            images = images.detach().cpu().numpy()
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"images must have shape [B, {', '.join(map(str, self.image_shape))}]"
+                             f", got {list(images.shape)}")
+        return self._run(images)
+
+
+def _open_onnx(path: Path, threads: int | None) -> tuple[dict[str, Any], Callable]:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options,
+                                           providers=["CPUExecutionProvider"])
+    props = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in props:
+        raise ConfigError(f"{path}: no noisyarl metadata; export it with `noisyarl export`")
+    return json.loads(props[METADATA_KEY]), lambda x: session.run(None, {INPUT_NAME: x})[0]
+
+
+def _open_torchscript(path: Path) -> tuple[dict[str, Any], Callable]:
+    extra = {f"{METADATA_KEY}.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    if not extra[f"{METADATA_KEY}.json"]:
+        raise ConfigError(f"{path}: no noisyarl metadata; export it with `noisyarl export`")
+
+    def run(images: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(images)).float().numpy()
+
+    return json.loads(extra[f"{METADATA_KEY}.json"]), run
+
+
+def verify_export(path: str | Path, client: nn.Module, image_shape: tuple[int, ...],
+                  batch_size: int = 8, seed: int = 0) -> ExportCheck:
+    """Run the exported file and ``client`` (PyTorch, noise off) on the same random images.
+
+    A noise-free export must match within ``1e-4 * max(1, max|z|)``. A noisy export's residual
+    must have |mean| <= 0.03·σ and a standard deviation within 3% of σ.
+    """
+    exported = ExportedClient(path)
+    images = torch.rand(batch_size, *image_shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        clean = client_for_export(client, noise=False)(images).float().numpy()
+    single = exported(images[:1].numpy())  # the batch axis is dynamic: 1 and batch_size
+    z = exported(images.numpy())
+    if single.shape[1:] != z.shape[1:] or z.shape != clean.shape:
+        raise ValueError(f"exported z shape {z.shape} differs from PyTorch's {clean.shape}")
+    residual = (z - clean).astype(np.float64)
+    scale = float(np.abs(clean).max())
+    sigmas = [module.sigma for module in noise_modules(client)]
+    expected = sigmas[0] if len(sigmas) == 1 else 0.0
+    noise = bool(exported.metadata["noise"]) and expected > 0
+    mean, std = float(residual.mean()), float(residual.std())
+    if noise:
+        max_error = None
+        passed = abs(mean) <= 0.03 * expected and abs(std / expected - 1) <= 0.03
+    else:
+        max_error = float(np.abs(residual).max())
+        passed = max_error <= 1e-4 * max(1.0, scale)
+    return ExportCheck(passed, noise, max_error, scale, mean, std, expected,
+                       [1, batch_size], int(residual.size))

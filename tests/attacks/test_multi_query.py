@@ -1,0 +1,96 @@
+"""Multi-query averaging and the keyed-noise defence against it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from noisyarl.attacks.multi_query import AveragedClient, queries_differ
+from noisyarl.attacks.suite import near_duplicate_check
+from noisyarl.data.base import ImageSplit
+from noisyarl.models.keyed_noise import KeyedObfuscator, image_seed
+from noisyarl.models.noise import GaussianNoise, Obfuscator
+from noisyarl.training.precision import StepContext
+
+SIGMA = 2.0
+
+
+class _Doubling(nn.Module):
+    """A client whose noise is not a GaussianNoise module: AveragedClient calls it k times."""
+
+    def forward(self, x):
+        return 2 * x + SIGMA * torch.randn_like(x)
+
+
+@pytest.mark.parametrize("client", [Obfuscator(nn.Identity(), GaussianNoise(SIGMA)),
+                                    _Doubling()], ids=["gaussian-fast-path", "k-calls"])
+@pytest.mark.parametrize("k", [1, 4, 16, 64])
+def test_averaging_k_queries_lowers_the_noise_std_by_sqrt_k(client, k):
+    torch.manual_seed(k)
+    h = torch.full((4, 8, 25, 25), 0.3)  # a fixed feature, 20 000 noise elements
+    clean = 2 * h if isinstance(client, _Doubling) else h
+    residual = AveragedClient(client.eval(), k)(h) - clean
+    assert float(residual.std()) == pytest.approx(SIGMA / math.sqrt(k), rel=0.03)
+    assert abs(float(residual.mean())) < 0.05 * SIGMA / math.sqrt(k) * 3
+
+
+def _images(count=4, side=12, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (count, 3, side, side), dtype=torch.uint8, generator=generator)
+
+
+def _keyed(key: bytes, sigma: float = 1.0) -> KeyedObfuscator:
+    torch.manual_seed(0)
+    extractor = nn.Conv2d(3, 5, 3, stride=2).requires_grad_(False)
+    return KeyedObfuscator(Obfuscator(extractor, GaussianNoise(sigma)), key).eval()
+
+
+def test_keyed_noise_gives_the_same_z_for_the_same_image_and_key():
+    images = _images().float() / 255
+    client = _keyed(b"client-secret")
+    first = client(images)
+    assert torch.equal(first, client(images))
+    assert torch.allclose(first[1:2], client(images[1:2]), atol=1e-6)  # batch-independent
+    assert not torch.equal(first, client.features(images))  # the noise is there
+
+
+def test_keyed_noise_differs_for_another_key_and_another_image():
+    images = _images().float() / 255
+    z_a, z_b = _keyed(b"key-a")(images), _keyed(b"key-b")(images)
+    noise_a = z_a - _keyed(b"key-a").features(images)
+    noise_b = z_b - _keyed(b"key-b").features(images)
+    assert not torch.allclose(noise_a, noise_b)
+    assert abs(float(torch.corrcoef(torch.stack([noise_a.flatten(), noise_b.flatten()]))[0, 1])) \
+        < 0.2
+    assert not torch.allclose(noise_a[0], noise_a[1])  # another image, other noise
+
+
+def test_keyed_noise_is_standard_normal_scaled_by_sigma():
+    images = _images(count=64, side=16, seed=1).float() / 255
+    client = _keyed(b"k", sigma=3.0)
+    noise = client(images) - client.features(images)
+    assert float(noise.std()) == pytest.approx(3.0, rel=0.05)
+
+
+def test_averaging_keyed_queries_changes_nothing_and_is_detected():
+    split = ImageSplit(images=_images(count=8), labels={})
+    keyed = _keyed(b"key")
+    fresh = keyed.obfuscator
+    context = StepContext(torch.device("cpu"))
+    assert not queries_differ(keyed, split, context)
+    assert queries_differ(fresh, split, context)
+    images = split.images.float() / 255
+    assert torch.allclose(AveragedClient(keyed, 16)(images), keyed(images), atol=1e-5)
+
+
+def test_a_one_level_pixel_change_gets_new_keyed_noise():
+    """The documented limit of keyed noise: near-duplicate frames are not covered."""
+    image = _images(count=1)[0].float() / 255
+    changed = image.clone()
+    changed[0, 0, 0] = (changed[0, 0, 0] * 255 + (1 if changed[0, 0, 0] < 1 else -1)) / 255
+    assert image_seed(b"key", image) != image_seed(b"key", changed)
+    report = near_duplicate_check(_keyed(b"key"), ImageSplit(images=_images(count=6), labels={}))
+    assert report["share_with_new_noise"] == 1.0

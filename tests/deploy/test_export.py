@@ -1,0 +1,87 @@
+"""Export round trips: ONNX (ONNX Runtime) and TorchScript, with and without the noise inside."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from noisyarl.cli import main
+from noisyarl.client import LocalObfuscator
+from noisyarl.deploy.export import (
+    ExportedClient,
+    client_for_export,
+    onnx_bytes,
+    verify_export,
+)
+from noisyarl.deploy.latency import untrained_client
+from noisyarl.methods import METHODS
+from noisyarl.runs import load_run
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_round_trip_with_and_without_noise(tiny_run_dir, tmp_path, fmt):
+    run = load_run(tiny_run_dir)
+    suffix = ".onnx" if fmt == "onnx" else ".pt"
+    noisy, clean = tmp_path / f"noisy{suffix}", tmp_path / f"clean{suffix}"
+    assert main(["export", str(tiny_run_dir), "--format", fmt, "--out", str(noisy)]) == 0
+    assert main(["export", str(tiny_run_dir), "--format", fmt, "--out", str(clean),
+                 "--no-noise"]) == 0
+
+    images = torch.rand(5, 3, 40, 40, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference = client_for_export(run.defence.client, noise=False)(images).numpy()
+    clean_z = ExportedClient(clean)(images)
+    np.testing.assert_allclose(clean_z, reference, atol=1e-4 * max(1.0, np.abs(reference).max()))
+
+    exported = ExportedClient(noisy)
+    first, second = exported(images), exported(images)
+    assert first.shape == reference.shape
+    assert not np.allclose(first, second)  # fresh noise on every call
+    residual = np.concatenate([first - reference, second - reference])
+    assert abs(residual.mean()) < 0.03 * 0.5 and residual.std() == pytest.approx(0.5, rel=0.03)
+
+    sidecar = json.loads(noisy.with_name(noisy.name + ".json").read_text())
+    assert sidecar["check"]["passed"] and sidecar["metadata"]["noise"] is True
+    assert exported.metadata["noise_sigma"] == 0.5 and exported.metadata["method"] == "noisy_arl"
+    assert ExportedClient(clean).metadata["verification_only"] is True
+
+
+def test_dynamic_batch_axis(tiny_run_dir, tmp_path):
+    path = tmp_path / "client.onnx"
+    main(["export", str(tiny_run_dir), "--out", str(path)])
+    exported = ExportedClient(path)
+    for batch in (1, 3, 17):
+        assert exported(np.random.rand(batch, 3, 40, 40)).shape[0] == batch
+    with pytest.raises(ValueError, match="images must have shape"):
+        exported(np.random.rand(2, 3, 32, 32))
+
+
+def test_device_sdk_refuses_a_verification_only_export(tiny_run_dir, tmp_path):
+    path = tmp_path / "clean.onnx"
+    main(["export", str(tiny_run_dir), "--out", str(path), "--no-noise"])
+    with pytest.raises(ValueError, match="verification only"):
+        LocalObfuscator(path)
+    assert LocalObfuscator(path, allow_no_noise=True).z_shape == (128, 5, 5)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_defence_exports_to_onnx(method, tmp_path):
+    """Defences plug in without changes here: each client exports and matches PyTorch."""
+    client = untrained_client(method, image_size=32, split=2, sigma=0.7)
+    path = tmp_path / "client.onnx"
+    metadata = {"noise": True, "input": {"shape": ["B", 3, 32, 32]},
+                "output": {"shape": ["B"]}}
+    path.write_bytes(onnx_bytes(client_for_export(client), (3, 32, 32), metadata))
+    check = verify_export(path, client, (3, 32, 32))
+    assert check.passed, check
+    assert check.noise == (METHODS[method].has_noise)
+    if check.noise:
+        assert check.residual_std == pytest.approx(0.7, rel=0.03)
+
+
+def test_export_of_a_folder_without_a_run_is_a_user_error(tmp_path, capsys):
+    assert main(["export", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err

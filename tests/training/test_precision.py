@@ -1,0 +1,67 @@
+"""The precision and memory-format switches: bf16 autocast and channels_last train on CPU;
+fp16 is refused without CUDA, as a config error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from noisyarl.config import ConfigError, config_from_dict
+from noisyarl.data.base import LabelInfo
+from noisyarl.data.tasks import Task
+from noisyarl.experiment import run_experiment
+from noisyarl.methods import DefenceSpec, build_defence, method_params
+from noisyarl.training.precision import StepContext
+
+BINARY = Task("label", LabelInfo(kind="binary"))
+
+
+def _defence_and_batch(context: StepContext):
+    spec = DefenceSpec(BINARY, BINARY, 2, 0.0, True, method_params("noisy_arl", {}), 16,
+                       cifar_stem=True)
+    torch.manual_seed(0)
+    defence = context.prepare_module(build_defence("noisy_arl", spec)).train()
+    generator = torch.Generator().manual_seed(1)
+    images = context.prepare_images(torch.rand(8, 3, 16, 16, generator=generator))
+    labels = torch.randint(0, 2, (8,), generator=generator)
+    return defence, images, labels
+
+
+def test_bf16_channels_last_step_trains_in_fp32_weights_with_losses_close_to_fp32():
+    values = {}
+    for precision, channels_last in (("fp32", False), ("bf16", True)):
+        context = StepContext(torch.device("cpu"), precision, channels_last)
+        defence, images, labels = _defence_and_batch(context)
+        before = {k: v.clone() for k, v in defence.state_dict().items()}
+        optimizers = defence.configure_optimizers()
+        values[precision] = defence.train_step(images, labels, labels, optimizers, context)
+        assert images.is_contiguous(memory_format=torch.channels_last) == channels_last
+        conv = defence.client.extractor[0].weight
+        assert conv.dtype == torch.float32  # autocast: weights and optimiser states stay fp32
+        assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
+        moved = [k for k, v in defence.state_dict().items()
+                 if v.is_floating_point() and not torch.equal(v, before[k])]
+        assert any(k.startswith("client.") for k in moved)
+        assert any(k.startswith("adversary.") for k in moved)
+    assert all(torch.isfinite(value) for value in values["bf16"].values())
+    # Before any update (sigma 0: noise drawn in bf16 is another draw), same weights and
+    # batch: bf16 rounds, it does not change the objective. (The adversary's loss comes after
+    # the obfuscator's Adam step, about lr * sign(grad) at first, so it is not comparable.)
+    assert float(values["bf16"]["utility_loss"]) == pytest.approx(
+        float(values["fp32"]["utility_loss"]), rel=0.02)
+
+
+def test_fp16_without_cuda_is_refused():
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        StepContext(torch.device("cpu"), "fp16")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is allowed where CUDA is")
+def test_fp16_on_a_cpu_run_is_a_config_error(tiny_celeba_root, tmp_path):
+    config = config_from_dict({
+        "data": {"dataset": "celeba", "root": str(tiny_celeba_root), "image_size": 32},
+        "tasks": {"utility": {"label": "Smiling"}, "private": {"label": "Male"}},
+        "train": {"epochs": 1, "precision": "fp16", "device": "cpu", "progress": False},
+    })
+    with pytest.raises(ConfigError, match="train.precision: precision fp16 needs a CUDA"):
+        run_experiment(config, tmp_path / "run")
