@@ -8,7 +8,7 @@ Everything is also written to ``OUT/worst_case.md`` and ``OUT/worst_case.json``.
 
 Usage: python benchmarks/bench_worst_case.py --out /tmp/bench-worst-case [--num-images 1500]
        [--image-size 48] [--epochs 2] [--attack-epochs 2] [--reconstruction-epochs 1]
-       [--sigma 9] [--queries 1 4 16 64]
+       [--sigma 9] [--queries 1 4 16 64] [--methods upper_bound ... arl noisy_arl]
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ PRIVACY_COLUMNS = [
     ("delta_worst_case", "Δ worst case", "{:.2f}"),
     ("privacy_worst_case_best_test_epoch", "worst case, best test epoch", "{:.2f}"),
 ]
+#: --methods names of the compare rows, in order.
+ROW_KEYS = [*BASELINES, "arl", "noisy_arl"]
 ATTACKER_COLUMNS = [("method", "method", "{}")]
 IDENTITY_COLUMNS = [
     ("method", "method", "{}"),
@@ -68,6 +70,8 @@ def bench_config(data_root: Path, args: argparse.Namespace):
         CompareEntry(f"noisy ARL RN18_3 (σ={args.sigma:g})",
                      MethodConfig(name="noisy_arl", split=3, sigma=args.sigma)),
     ]
+    chosen = set(args.methods)
+    compare = [entry for entry, key in zip(compare, ROW_KEYS, strict=True) if key in chosen]
     return dataclasses.replace(config, compare=compare)
 
 
@@ -139,6 +143,8 @@ def main() -> None:
     parser.add_argument("--identity-epochs", type=int, default=10)
     parser.add_argument("--sigma", type=float, default=9.0)
     parser.add_argument("--queries", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--methods", nargs="+", choices=ROW_KEYS, default=ROW_KEYS,
+                        help="rows to run (default all; arl is noisy_arl with σ = 0)")
     args = parser.parse_args()
     started = time.perf_counter()
     header = (f"# Worst-case privacy benchmark\n\n{platform.machine()}, torch "
