@@ -1,4 +1,4 @@
-"""Batch iteration over decoded splits, and the training augmentation (method.md section 2).
+"""Batch iteration over decoded splits, and the training augmentation (docs/method.md §2).
 
 Augmentation = ColorJitter(brightness=0.1, contrast=0.1) + random horizontal flip (p = 0.5),
 applied per sample but vectorised over the batch:

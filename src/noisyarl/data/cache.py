@@ -121,13 +121,23 @@ def load_or_build_cache(
     absolute root, split, image_size, max_samples, label-file fingerprint, ...). A cache file
     that is unreadable, truncated or holds another key is rebuilt (with a warning).
     """
-    path = cache_path(key, cache_dir)
-    cached = _read_cache(path, key)
+    cached = read_cached_split(key, cache_dir)
     if cached is not None:
         return cached
     split = build()
-    _write_cache(path, key, split)
+    write_cached_split(key, cache_dir, split)
     return split
+
+
+def read_cached_split(key: dict[str, Any], cache_dir: str | Path) -> ImageSplit | None:
+    """The split cached under ``key`` in ``cache_dir``; None when there is none or it is
+    unusable (unreadable, truncated, another key: with a warning)."""
+    return _read_cache(cache_path(key, cache_dir), key)
+
+
+def write_cached_split(key: dict[str, Any], cache_dir: str | Path, split: ImageSplit) -> None:
+    """Store ``split`` under ``key`` in ``cache_dir`` (atomically; ``cache_dir`` is created)."""
+    _write_cache(cache_path(key, cache_dir), key, split)
 
 
 def _read_cache(path: Path, key: dict[str, Any]) -> ImageSplit | None:

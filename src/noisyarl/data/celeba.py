@@ -4,7 +4,7 @@
 replaced by a structural one (files present, rows well-formed and consistent across the five
 text files), so both the real dataset and generated stand-ins load; nothing is ever downloaded.
 
-Geometric transform (method.md section 2): centre crop to a square of side ``min(W, H)`` (178 px
+Geometric transform (docs/method.md §2): centre crop to a square of side ``min(W, H)`` (178 px
 for real CelebA's 178 x 218 images, top offset 20), then resize to ``image_size``.
 
 Landmarks are normalised to the unit square of the cropped face with the pixel-centre
@@ -32,6 +32,9 @@ from noisyarl.data.folder import (
     image_to_tensor,
     layout_error,
     open_rgb,
+    refuse_repeated_files,
+    refuse_split_overlap,
+    relative_file,
     require_file,
     resize_square,
 )
@@ -248,7 +251,9 @@ def read_celeba_tables(root: str | Path) -> CelebATables:
     Checks: every file present; count lines match the rows; each row has the right number of
     integer columns; partition values 0/1/2; attribute values -1/1; the attribute header holds
     the 40 CelebA names once each; the landmark header is the standard one; all files list the
-    same images in the same order. Raises DatasetError naming the file and line.
+    same images in the same order; each image is listed once, in one split (an image in two
+    splits would leak into the test), inside the image folder; no split is empty. Raises
+    DatasetError naming the file and line.
     """
     folder = celeba_folder(root)
     for name in TEXT_FILES:
@@ -263,6 +268,7 @@ def read_celeba_tables(root: str | Path) -> CelebATables:
                                 "40 attributes"),
     }
     _check_values_in(partition, (0, 1, 2), "split codes 0 (train), 1 (valid) or 2 (test)")
+    _check_partition(partition, folder / IMAGE_FOLDER)
     _check_values_in(listings[ATTR_FILE], (-1, 1), "attribute values -1 or 1")
     _check_attribute_header(listings[ATTR_FILE])
     _check_landmark_header(listings[LANDMARKS_FILE])
@@ -285,6 +291,22 @@ def _check_values_in(listing: Listing, allowed: tuple[int, ...], what: str) -> N
             f"{listing.where(row)}: expected {what}, got {int(listing.values[row, column])} "
             f"in column {column + 2}"
         )
+
+
+def _check_partition(partition: Listing, image_folder: Path) -> None:
+    """Names inside the image folder, each once, in one split; every split has rows."""
+    for row, name in enumerate(partition.names):
+        relative_file(name, partition.where(row), f"the image folder {image_folder}")
+    codes = partition.values[:, 0]
+    if len(set(partition.names)) != len(partition.names):
+        refuse_split_overlap(str(partition.path), {
+            split: [partition.names[row] for row in np.flatnonzero(codes == code)]
+            for split, code in SPLIT_CODES.items()})
+        refuse_repeated_files(partition.path, partition.names, partition.lines)
+    for split, code in SPLIT_CODES.items():
+        if not np.any(codes == code):
+            raise DatasetError(f"{partition.path}: split {split!r} (code {code}) has no rows; "
+                               "every split (train, valid, test) needs at least one")
 
 
 def _check_attribute_header(listing: Listing) -> None:

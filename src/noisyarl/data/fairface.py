@@ -7,6 +7,10 @@ with ``seed``), and ``test`` is ``fairface_label_val.csv``. Images are resized t
 
 Labels: ``age`` (multiclass, the 9 bins of ``FAIRFACE_AGE_BINS``), ``gender`` (binary,
 1 = Male) and ``race`` (multiclass, the 7 groups of ``FAIRFACE_RACES``, spelled as in the CSV).
+
+Both CSVs are read whichever split is opened, and refused (DatasetError) when they share an
+image file (the test split would hold training images), when one lists a file twice, when a
+``file`` lies outside the fairface folder, or when a split gets no rows.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from noisyarl.data.folder import (
     CsvTable,
     load_square_image,
     read_csv_table,
+    refuse_repeated_files,
+    refuse_split_overlap,
+    relative_file,
     require_file,
     split_rows,
 )
@@ -92,11 +99,28 @@ class FairFaceTable:
 
 
 def read_fairface_csv(path: Path) -> FairFaceTable:
-    """Parse one FairFace label CSV; DatasetError names the file and line of a bad row."""
+    """Parse one FairFace label CSV; DatasetError names the file and line of a bad row.
+
+    Also refused: a CSV without rows, a ``file`` outside the fairface folder, a file listed
+    twice.
+    """
     table = read_csv_table(path, REQUIRED_COLUMNS, FAIRFACE_LAYOUT)
+    if not table.rows:
+        raise DatasetError(f"{path}: no rows after the header line")
+    files = [relative_file(file, table.where(row), f"the fairface folder {path.parent}")
+             for row, file in enumerate(table.column("file"))]
+    refuse_repeated_files(path, files, table.line_numbers)
     labels = {name: _encode_column(table, name, vocabulary)
               for name, vocabulary in LABEL_VOCABULARIES.items()}
-    return FairFaceTable(table, table.column("file"), labels)
+    return FairFaceTable(table, files, labels)
+
+
+def read_fairface_tables(folder: Path) -> tuple[FairFaceTable, FairFaceTable]:
+    """(train CSV, val CSV) of the fairface folder, refused when they share an image file."""
+    train, val = read_fairface_csv(folder / TRAIN_CSV), read_fairface_csv(folder / VAL_CSV)
+    refuse_split_overlap(f"{folder} ({TRAIN_CSV} gives train and valid, {VAL_CSV} test)",
+                         {TRAIN_CSV: train.files, VAL_CSV: val.files})
+    return train, val
 
 
 def _encode_column(table: CsvTable, name: str, vocabulary: tuple[str, ...]) -> torch.Tensor:
@@ -140,10 +164,13 @@ class FairFaceDataset(torch.utils.data.Dataset):
         self.folder = fairface_folder(root)
         self.split = split
         self.image_size = image_size
-        source = read_fairface_csv(self.folder / (VAL_CSV if split == "test" else TRAIN_CSV))
+        train, val = read_fairface_tables(self.folder)
+        source = val if split == "test" else train
         rows = np.arange(len(source.files), dtype=np.int64)
         if split != "test":
-            train_rows, valid_rows = fairface_split_rows(len(rows), valid_fraction, seed)
+            train_rows, valid_rows = fairface_split_rows(len(train.files), valid_fraction, seed)
+            _refuse_empty_split(train.table.path, {"train": train_rows, "valid": valid_rows},
+                                valid_fraction)
             rows = train_rows if split == "train" else valid_rows
         self.files = [source.files[i] for i in rows]
         self.labels = {name: value[torch.from_numpy(rows)] for name, value in
@@ -169,9 +196,16 @@ class FairFaceDataset(torch.utils.data.Dataset):
         return self.load_image(index), {name: value[index] for name, value in self.labels.items()}
 
 
+def _refuse_empty_split(path: Path, parts: dict[str, np.ndarray], valid_fraction: float) -> None:
+    for split, rows in parts.items():
+        if not len(rows):
+            raise DatasetError(
+                f"{path}: split {split!r} has no rows (of its {sum(map(len, parts.values()))} "
+                f"rows, valid takes {valid_fraction:.0%}); every split needs at least one"
+            )
+
+
 def fairface_available_labels(root: str | Path) -> dict[str, LabelInfo]:
     """The labels of a FairFace root, after validating both CSVs (no image is opened)."""
-    folder = fairface_folder(root)
-    for name in (TRAIN_CSV, VAL_CSV):
-        read_fairface_csv(folder / name)
+    read_fairface_tables(fairface_folder(root))
     return fairface_label_info()

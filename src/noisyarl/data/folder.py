@@ -3,20 +3,35 @@
 Layout of a ``folder`` dataset (ROOT is what ``root`` names)::
 
     ROOT/images/<any/sub/path>.jpg|png ...
-    ROOT/labels.csv      header "file,<label>,<label>,..."; ``file`` is relative to ROOT/images
+    ROOT/labels.csv      UTF-8, header "file,<label>,<label>,...[,split]"
+
+``file`` is a relative path: relative to ROOT/images (``00000.png``) or, as most tools write
+it, relative to ROOT, where the CSV lies (``images/00000.png``). The first row decides for the
+whole file: ROOT/images/<file> when that exists (also when ROOT/<file> does), else ROOT/<file>
+when that exists; ``FolderDataset.files_relative_to`` says which, and ``data-info`` prints
+it. Absolute paths and ``..`` that climbs out of the folder are refused (the check is on the
+text: symbolic links inside ROOT are followed).
 
 Label kinds are declared by the caller (``{"smile": "binary", "age": "multiclass",
 "x": "regression"}``) or inferred per column: 0/1 integers -> binary, other non-negative
 integers up to ``MAX_INFERRED_CLASSES - 1`` -> multiclass (class ``k`` named ``"k"``),
 other numbers -> regression (float, dim 1), any non-numeric value -> multiclass over the
-sorted distinct strings. An optional ``split`` column (train/valid/test) assigns rows to
-splits; without it the rows are split 80/10/10, deterministically from ``seed``.
+sorted distinct strings. An optional ``split`` column assigns rows to splits: ``train``
+(or ``training``), ``valid`` (or ``val``, ``validation``, ``dev``), ``test`` (or ``testing``),
+in any case. Without it the rows are split 80/10/10, deterministically from ``seed``.
 Every image is resized to a square ``image_size`` x ``image_size`` (no crop).
+
+Refused as almost certainly mistakes (DatasetError naming the file): a file listed in two
+splits (images of the test split seen in training inflate the figures), a file listed twice
+in one split, and a split with no rows (a header-only CSV, or a ``split`` column without
+``test`` rows).
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +49,17 @@ SYNTH_HINT = (
 
 FOLDER_LAYOUT = """expected layout of a 'folder' dataset:
   ROOT/images/...            image files (jpg, png, ...), any sub-folders
-  ROOT/labels.csv            header 'file,<label>,...' (file relative to ROOT/images),
-                             optional column 'split' with train/valid/test
+  ROOT/labels.csv            UTF-8, header 'file,<label>,...' (file relative to ROOT/images,
+                             or to ROOT: images/1.png), optional column 'split' with
+                             train/valid/test (also val, validation, dev; training; testing)
 This layout is for your own data.""" + "\n" + SYNTH_HINT
 
 MAX_INFERRED_CLASSES = 100
 SPLIT_NAMES = ("train", "valid", "test")
+SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "val": "valid",
+                 "validation": "valid", "dev": "valid", "test": "test", "testing": "test"}
+IMAGE_FOLDER = "images"
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 
 
@@ -61,17 +81,44 @@ def require_file(path: Path, layout_help: str, what: str = "file") -> Path:
 
 
 def open_rgb(path: Path) -> Image.Image:
-    """Decode the image file ``path`` fully into an RGB PIL image.
+    """Decode the image file ``path`` fully into an 8-bit RGB PIL image.
 
-    Raises DatasetError naming the file when it is missing, truncated or not an image.
+    16-bit grey images (Pillow modes ``I;16*``, and ``I`` with values in 0..65535, e.g. a
+    16-bit PNG) are scaled from 0..65535 to 0..255 (Pillow's own conversion would clip them
+    to white); 48/64-bit RGB(A) PNGs already come in as 8-bit RGB(A). Raises DatasetError
+    naming the file when it is missing, truncated, not an image, or of a mode whose value
+    range is unknown (32-bit float ``F``, ``I`` outside 0..65535).
     """
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")  # convert() forces the full decode
+            image.load()  # the full decode, so that a truncated file fails here
+            return _to_rgb(image, path)
     except FileNotFoundError as error:
         raise DatasetError(f"missing image file: {path}") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise DatasetError(f"cannot decode image file {path}: {error}") from error
+
+
+def _to_rgb(image: Image.Image, path: Path) -> Image.Image:
+    if image.mode in SIXTEEN_BIT_MODES or image.mode == "I":
+        return _grey_16_bit_to_rgb(np.asarray(image), path, image.mode)
+    if image.mode == "F" or image.mode.startswith("I;"):
+        raise DatasetError(
+            f"cannot decode image file {path}: Pillow mode {image.mode!r} has no known value "
+            "range; save it as an 8- or 16-bit image (PNG, JPEG)"
+        )
+    return image.convert("RGB")
+
+
+def _grey_16_bit_to_rgb(values: np.ndarray, path: Path, mode: str) -> Image.Image:
+    """Grey values 0..65535 as an RGB image of round(value / 257) (65535 / 255 = 257)."""
+    if values.size and (int(values.min()) < 0 or int(values.max()) > 65535):
+        raise DatasetError(
+            f"cannot decode image file {path}: mode {mode!r} values span {int(values.min())}.."
+            f"{int(values.max())}, outside the 16-bit range 0..65535"
+        )
+    grey = ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2)))
 
 
 def image_size_of(path: Path) -> tuple[int, int]:
@@ -122,32 +169,113 @@ class CsvTable:
 
 
 def read_csv_table(path: Path, required_columns: Sequence[str], layout_help: str) -> CsvTable:
-    """Read a comma-separated file with a header line, checking columns and row widths.
+    """Read a comma-separated UTF-8 file with a header line, checking columns and row widths.
 
-    Blank lines are skipped. Raises DatasetError naming the file (and line) when a required
-    column is missing or a row has a different number of fields than the header.
+    Blank lines are skipped. Raises DatasetError naming the file (and line) when it is not
+    UTF-8, a required column is missing or a row has a different number of fields than the
+    header.
     """
     require_file(path, layout_help)
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = [name.strip() for name in next(reader, [])]
-        missing = [name for name in required_columns if name not in header]
-        if missing:
-            raise layout_error(
-                f"{path} line 1: header {header} lacks the column(s) {missing}", layout_help
+    reader = csv.reader(io.StringIO(read_utf8_text(path), newline=""))
+    header = [name.strip() for name in next(reader, [])]
+    missing = [name for name in required_columns if name not in header]
+    if missing:
+        raise layout_error(
+            f"{path} line 1: header {header} lacks the column(s) {missing}", layout_help
+        )
+    rows, line_numbers = [], []
+    for row in reader:
+        if not any(field.strip() for field in row):
+            continue
+        if len(row) != len(header):
+            raise DatasetError(
+                f"{path} line {reader.line_num}: expected {len(header)} comma-separated "
+                f"fields ({','.join(header)}), got {len(row)}"
             )
-        rows, line_numbers = [], []
-        for row in reader:
-            if not any(field.strip() for field in row):
-                continue
-            if len(row) != len(header):
-                raise DatasetError(
-                    f"{path} line {reader.line_num}: expected {len(header)} comma-separated "
-                    f"fields ({','.join(header)}), got {len(row)}"
-                )
-            rows.append([field.strip() for field in row])
-            line_numbers.append(reader.line_num)
+        rows.append([field.strip() for field in row])
+        line_numbers.append(reader.line_num)
     return CsvTable(path, header, rows, line_numbers)
+
+
+def read_utf8_text(path: Path) -> str:
+    """The text of ``path`` (UTF-8, a leading byte-order mark dropped).
+
+    Raises DatasetError naming the file and line of the first byte that is not UTF-8 (e.g.
+    a CSV saved as latin-1 / Windows-1252), or when the file cannot be read.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DatasetError(f"cannot read {path}: {error.strerror or error}") from error
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DatasetError(
+            f"{path} line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); save the "
+            "file as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet, or iconv -f latin1 -t utf-8)"
+        ) from error
+
+
+def relative_file(value: str, where: str, folder: str) -> str:
+    """The file entry ``value`` as a normalised relative path (``a/./b.png`` -> ``a/b.png``).
+
+    Raises DatasetError at ``where`` (file and line) for an empty entry, an absolute path or
+    one whose ``..`` climbs out of ``folder`` (e.g. ``../../../../etc/passwd``): a label file
+    only names files inside its dataset. The check is on the text; symbolic links are followed.
+    """
+    if "/" not in value and value not in ("", ".", ".."):
+        return value  # a plain file name (the common case, e.g. every CelebA row)
+    if not value:
+        raise DatasetError(f"{where}: empty file name")
+    normal = posixpath.normpath(value)
+    if value.startswith("/") or normal == ".." or normal.startswith("../"):
+        raise DatasetError(
+            f"{where}: file {value!r} lies outside {folder}; file entries must be relative "
+            "paths inside it (no leading '/', no '..' that climbs out)"
+        )
+    return normal
+
+
+def refuse_split_overlap(
+    source: str, split_files: dict[str, Sequence[str]], max_named: int = 3
+) -> None:
+    """DatasetError when one image file is in two splits (``split_files``: split -> files).
+
+    The message says how many files each pair of splits shares and names a few. An image in
+    both train and test makes the test figures look better than they are.
+    """
+    first_split: dict[str, str] = {}
+    shared: dict[tuple[str, str], list[str]] = {}
+    for split, files in split_files.items():
+        for file in dict.fromkeys(files):
+            first = first_split.setdefault(file, split)
+            if first != split:
+                shared.setdefault((first, split), []).append(file)
+    if shared:
+        parts = [f"{len(files)} file(s) in both {a} and {b} (e.g. {', '.join(files[:max_named])})"
+                 for (a, b), files in shared.items()]
+        raise DatasetError(
+            f"{source}: the splits share image files: {'; '.join(parts)}; each image must be "
+            "in one split only"
+        )
+
+
+def refuse_repeated_files(path: Path, files: Sequence[str], lines: Sequence[int]) -> None:
+    """DatasetError when the label file ``path`` lists one image file on two lines."""
+    if len(set(files)) == len(files):
+        return
+    first_line: dict[str, int] = {}
+    repeats = []
+    for file, line in zip(files, lines, strict=True):
+        if file in first_line:
+            repeats.append((file, first_line[file], line))
+        first_line.setdefault(file, line)
+    file, first, again = repeats[0]
+    raise DatasetError(
+        f"{path}: {len(repeats)} row(s) list an image file that an earlier row lists, e.g. "
+        f"{file!r} on lines {first} and {again}; list each image once"
+    )
 
 
 def split_rows(num_rows: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
@@ -264,7 +392,10 @@ def _not_a_number(table: CsvTable, name: str, values: list[str]) -> DatasetError
 
 @dataclass
 class FolderLabels:
-    """Everything ``labels.csv`` says: files, label tensors (all rows) and the split of each row."""
+    """Everything ``labels.csv`` says: files, label tensors (all rows) and the split of each row.
+
+    files: the ``file`` entries, normalised and checked to stay inside the dataset.
+    """
 
     table: CsvTable
     files: list[str]
@@ -281,17 +412,27 @@ def folder_label_files(root: str | Path) -> list[Path]:
 def read_folder_labels(
     root: str | Path, label_kinds: dict[str, str] | None = None, seed: int = 0
 ) -> FolderLabels:
-    """Parse ``ROOT/labels.csv``: label columns (declared or inferred kinds) and splits."""
+    """Parse ``ROOT/labels.csv``: label columns (declared or inferred kinds) and splits.
+
+    Raises DatasetError naming the file (and line) for a bad row, a ``file`` outside the
+    dataset, a file listed twice or in two splits, or a split without rows.
+    """
     root = Path(root)
     require_file(root, FOLDER_LAYOUT, what="dataset root")
     table = read_csv_table(root / "labels.csv", ["file"], FOLDER_LAYOUT)
+    if not table.rows:
+        raise DatasetError(f"{table.path}: no rows after the header line, so the splits "
+                           "train, valid and test have no rows")
+    files = [relative_file(file, table.where(row), f"the dataset folder {root}")
+             for row, file in enumerate(table.column("file"))]
+    parts = _folder_split_rows(table, seed)
+    _refuse_files_listed_twice(table, files, parts)
     label_columns = [name for name in table.header if name not in ("file", "split")]
     kinds = _resolve_kinds(table, label_columns, label_kinds or {})
     labels, label_info = {}, {}
     for name in label_columns:
         labels[name], label_info[name] = encode_label_column(table, name, kinds[name])
-    return FolderLabels(table, table.column("file"), labels, label_info,
-                        _folder_split_rows(table, seed))
+    return FolderLabels(table, files, labels, label_info, parts)
 
 
 def _resolve_kinds(
@@ -313,21 +454,59 @@ def _resolve_kinds(
     return kinds
 
 
+def split_of_value(value: str, where: str) -> str:
+    """The split (train/valid/test) that a ``split`` cell names, aliases and case allowed."""
+    split = SPLIT_ALIASES.get(value.strip().lower())
+    if split is None:
+        raise DatasetError(
+            f"{where}: column 'split' must be one of {SPLIT_NAMES} (or val, validation, dev, "
+            f"training, testing; any case), got {value!r}"
+        )
+    return split
+
+
 def _folder_split_rows(table: CsvTable, seed: int) -> dict[str, np.ndarray]:
+    """split -> sorted row indices; DatasetError when a split gets no row."""
     if "split" not in table.header:
-        parts = split_rows(len(table.rows), DEFAULT_SPLIT_FRACTIONS, seed)
-        return dict(zip(SPLIT_NAMES, parts, strict=True))
-    split_of_row = table.column("split")
-    for row, split in enumerate(split_of_row):
-        if split not in SPLIT_NAMES:
-            raise DatasetError(
-                f"{table.where(row)}: column 'split' must be one of {SPLIT_NAMES}, got {split!r}"
-            )
-    return {
-        split: np.array([row for row, name in enumerate(split_of_row) if name == split],
-                        dtype=np.int64)
-        for split in SPLIT_NAMES
-    }
+        parts = dict(zip(SPLIT_NAMES, split_rows(len(table.rows), DEFAULT_SPLIT_FRACTIONS, seed),
+                         strict=True))
+        why = (f"{len(table.rows)} rows split 80/10/10 at random without a 'split' column; "
+               "add rows or a 'split' column")
+    else:
+        names = [split_of_value(value, table.where(row))
+                 for row, value in enumerate(table.column("split"))]
+        parts = {split: np.array([row for row, name in enumerate(names) if name == split],
+                                 dtype=np.int64) for split in SPLIT_NAMES}
+        why = "no row of the 'split' column names it"
+    for split, rows in parts.items():
+        if not len(rows):
+            raise DatasetError(f"{table.path}: split {split!r} has no rows ({why}); every split "
+                               "(train, valid, test) needs at least one")
+    return parts
+
+
+def _refuse_files_listed_twice(
+    table: CsvTable, files: list[str], parts: dict[str, np.ndarray]
+) -> None:
+    """DatasetError for a file in two splits (named first: the worse case) or listed twice."""
+    if len(set(files)) == len(files):
+        return
+    if "split" in table.header:
+        refuse_split_overlap(str(table.path), {split: [files[row] for row in rows]
+                                               for split, rows in parts.items()})
+    refuse_repeated_files(table.path, files, table.line_numbers)
+
+
+def files_relative_to(root: Path, first_file: str) -> str:
+    """Where the ``file`` entries of a folder dataset lie: ``"ROOT/images"`` or ``"ROOT"``.
+
+    Decided by the first row, for every row: ROOT/images/<file> when it exists (also when
+    ROOT/<file> does), else ROOT/<file> when it exists (paths relative to labels.csv, like
+    ``images/00000.png``), else ROOT/images (the missing file is then named as such).
+    """
+    if (root / IMAGE_FOLDER / first_file).is_file() or not (root / first_file).is_file():
+        return f"ROOT/{IMAGE_FOLDER}"
+    return "ROOT"
 
 
 class FolderDataset(torch.utils.data.Dataset):
@@ -335,7 +514,9 @@ class FolderDataset(torch.utils.data.Dataset):
 
     ``load_image(i)`` decodes row ``i`` to uint8 [3, image_size, image_size];
     ``labels`` holds every label of the split (long [N] or float32 [N, 1]);
-    ``label_info`` describes them. Raises DatasetError for a bad row or a missing image.
+    ``label_info`` describes them. ``files_relative_to``: ``"ROOT/images"`` or ``"ROOT"``,
+    where the ``file`` entries were found (``image_folder`` is that folder). Raises
+    DatasetError for a bad row or a missing image.
     """
 
     def __init__(
@@ -347,6 +528,9 @@ class FolderDataset(torch.utils.data.Dataset):
         parsed = read_folder_labels(root, label_kinds, seed)
         rows = parsed.split_rows[split]
         self.root = Path(root)
+        self.files_relative_to = files_relative_to(self.root, parsed.files[0])
+        self.image_folder = self.root / IMAGE_FOLDER if self.files_relative_to != "ROOT" \
+            else self.root
         self.split = split
         self.image_size = image_size
         self.files = [parsed.files[i] for i in rows]
@@ -357,10 +541,11 @@ class FolderDataset(torch.utils.data.Dataset):
 
     def _check_images_exist(self, table: CsvTable, rows: np.ndarray) -> None:
         for file, row in zip(self.files, rows, strict=True):
-            if not (self.root / "images" / file).is_file():
+            if not (self.image_folder / file).is_file():
                 raise DatasetError(
-                    f"{table.where(int(row))}: image file {self.root / 'images' / file} "
-                    "does not exist"
+                    f"{table.where(int(row))}: image file {self.image_folder / file} does not "
+                    f"exist ('file' entries are taken relative to {self.files_relative_to} for "
+                    f"every row, decided by the first row, {table.where(0)})"
                 )
 
     def __len__(self) -> int:
@@ -368,7 +553,7 @@ class FolderDataset(torch.utils.data.Dataset):
 
     def load_image(self, index: int) -> torch.Tensor:
         """Row ``index`` decoded and resized: uint8 [3, image_size, image_size]."""
-        return load_square_image(self.root / "images" / self.files[index], self.image_size)
+        return load_square_image(self.image_folder / self.files[index], self.image_size)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.load_image(index), {name: value[index] for name, value in self.labels.items()}

@@ -10,7 +10,8 @@ folder      ``ROOT/images/`` + ``ROOT/labels.csv`` (your own data)
 ==========  ============================================================================
 
 Every missing or malformed file raises :class:`DatasetError` with the expected layout and
-where the real dataset comes from.
+where the real dataset comes from; so do a split without rows, an image file listed in two
+splits (or twice), and a label file entry that points outside the dataset.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from typing import Any
 import torch
 
 from noisyarl.data.base import ImageSplit, LabelInfo
-from noisyarl.data.cache import decode_split, file_fingerprint, load_or_build_cache
+from noisyarl.data.cache import (
+    decode_split,
+    file_fingerprint,
+    read_cached_split,
+    write_cached_split,
+)
 from noisyarl.data.celeba import (
     CELEBA_LAYOUT,
     CelebAFaces,
@@ -163,7 +169,8 @@ def load_splits(
 
     image_size: side in px of the square images (uint8 [N, 3, image_size, image_size]).
     max_samples: split -> keep its first n rows (file order, deterministic); None = all.
-    cache_dir: keep decoded splits there and reuse them (None: decode every call).
+    cache_dir: keep decoded splits there and reuse them (None: decode every call); new
+    cache files are written only after every requested split has decoded.
     seed: the train/valid split of FairFace, CIFAR-10 and folder datasets without a split
     column. label_kinds: declared label kinds of a ``folder`` dataset (others: inferred).
     Raises ValueError for an unknown dataset or split, DatasetError for bad data.
@@ -174,7 +181,7 @@ def load_splits(
     if image_size < 1:
         raise ValueError(f"image_size must be >= 1, got {image_size}")
     root_path = _existing_root(spec, root)
-    result = {}
+    result, built = {}, []
     for split in splits:
         count = max_samples.get(split)
 
@@ -193,7 +200,13 @@ def load_splits(
             "label_kinds": sorted((label_kinds or {}).items()),
             "label_files": file_fingerprint(spec.label_files(root_path)),
         }
-        result[split] = load_or_build_cache(key, cache_dir, build)
+        cached = read_cached_split(key, cache_dir)
+        if cached is None:
+            cached = build()
+            built.append((key, cached))
+        result[split] = cached
+    for key, split in built:  # only once every split decoded: bad data leaves no cache file
+        write_cached_split(key, cache_dir, split)
     return result
 
 
@@ -224,8 +237,9 @@ def describe_dataset(dataset: str, root: str | Path, image_size: int) -> str:
     """A short check and summary of a dataset on disk.
 
     Opens every split (validating all text files and that every image file exists), decodes
-    the first image of each split, and lists per-split counts and every label with its kind
-    and class balance on the train split. Raises DatasetError for bad data.
+    the first image of each split, and lists per-split counts, where the ``file`` entries of a
+    folder dataset lie, and every label with its kind and class balance on the train split.
+    Raises DatasetError for bad data (also for a split without rows, or an image in two).
     """
     spec = dataset_spec(dataset)
     root_path = _existing_root(spec, root)
@@ -239,8 +253,12 @@ def describe_dataset(dataset: str, root: str | Path, image_size: int) -> str:
     lines = [
         f"{spec.name} at {root_path} (images resized to {image_size}x{image_size} px)",
         f"splits: {counts} ({total} images; every image file present, first of each decodes)",
-        f"labels ({len(train.label_info)}; balance on the train split):",
     ]
+    relative_to = getattr(train, "files_relative_to", None)
+    if relative_to is not None:
+        lines.append(f"'file' entries of labels.csv are relative to {relative_to} "
+                     f"({train.image_folder})")
+    lines.append(f"labels ({len(train.label_info)}; balance on the train split):")
     width = max((len(name) for name in train.label_info), default=0)
     for name, info in train.label_info.items():
         lines.append(f"  {name:<{width}}  {info.kind:<10}  "

@@ -2,7 +2,7 @@
 ``cifar-10-batches-py`` layout that torchvision's parser (and :mod:`noisyarl.data.cifar`) reads.
 
 CIFAR-10 cannot be downloaded here, so the paper's CIFAR-10 experiment (private label: the 10
-classes; utility label: living vs non-living, method.md section 4) runs on images the project
+classes; utility label: living vs non-living, docs/method.md §4) runs on images the project
 draws itself (numpy + PIL only).
 
 What is drawn: one object per image, built from polygons, ellipses and thick lines in *object
@@ -50,7 +50,7 @@ class in one image, people, or any other CIFAR-10 photo statistics. Only the cla
 ``living`` carry signal; a model learns shapes and colours, not real photos, so numbers
 measured here are not comparable with numbers on the real CIFAR-10.
 
-Sources: the class list and order, the living / non-living split (method.md section 4), the
+Sources: the class list and order, the living / non-living split (docs/method.md §4), the
 file layout and the default sizes (50,000 training and 10,000 test images) follow the
 CIFAR-10 python release; every drawing and nuisance choice is the project's own.
 

@@ -2,7 +2,7 @@
 
 An experiment has one utility task (what the server must still predict) and one private task
 (what an attacker must not recover). Either may be binary, multi-class or regression
-(method.md section 4).
+(docs/method.md §4).
 """
 
 from __future__ import annotations
