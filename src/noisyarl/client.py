@@ -3,9 +3,15 @@
 Example (with ``noisyarl serve RUN_DIR`` running)::
 
     obfuscator = LocalObfuscator("runs/x/export/client.onnx")
+    images = obfuscator.prepare(["face1.jpg", "face2.jpg"])  # cropped and resized like the run's
     with SplitInferenceClient("http://127.0.0.1:8000", obfuscator, token="...") as client:
         prediction = client.predict(images)   # images [B, 3, S, S] in [0, 1]
-        prediction.predictions                # e.g. [1, 0, 1] for "Smiling"
+        prediction.predictions                # e.g. [1, 0] for "Smiling"
+
+Images must be prepared as the run's training images were, or the predictions are meaningless:
+:func:`prepare_images` does it (RGB, centre crop for CelebA runs, resize to the run's size,
+float32 in [0, 1], NCHW), and :meth:`LocalObfuscator.prepare` reads the size and the crop from
+the exported file's metadata.
 
 The image never leaves the process: :class:`LocalObfuscator` runs the exported client (ONNX
 Runtime or TorchScript, noise inside) and :class:`SplitInferenceClient` sends the resulting z in
@@ -14,15 +20,22 @@ the wire format of :mod:`noisyarl.deploy.wire`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
-from noisyarl.deploy.export import ExportedClient
+from noisyarl.data.celeba import centre_square_box
+from noisyarl.data.folder import image_to_tensor, open_rgb, resize_square
+from noisyarl.deploy.export import CROP_WORDS, ExportedClient
 from noisyarl.deploy.wire import MEDIA_TYPE, encode_z
+
+#: An image for :func:`prepare_images`: a PIL image or the path of an image file.
+ImageSource = str | Path | Image.Image
 
 
 class ServiceError(RuntimeError):
@@ -31,6 +44,42 @@ class ServiceError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+
+
+def prepare_images(sources: ImageSource | Sequence[ImageSource], image_size: int,
+                   crop: str = "center") -> torch.Tensor:
+    """Images as a run's client takes them: float32 [B, 3, image_size, image_size] in [0, 1].
+
+    sources: one or several PIL images or image file paths (any mode; converted to RGB).
+    crop: ``"center"`` crops the centred square of side min(width, height) first, as CelebA
+    runs do; ``"none"`` resizes the whole image, as FairFace, CIFAR-10 and folder runs do.
+    The resize is the data layer's (bilinear), so the pixels match the run's training images.
+    """
+    if crop not in CROP_WORDS:
+        raise ValueError(f"crop must be one of {', '.join(map(repr, CROP_WORDS))}, got {crop!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be an integer >= 1, got {image_size!r}")
+    if isinstance(sources, (str, Path, Image.Image)):
+        sources = [sources]
+    if len(sources) == 0:
+        raise ValueError("no images to prepare")
+    squares = [resize_square(_cropped(_rgb(source), crop), image_size) for source in sources]
+    return torch.stack([image_to_tensor(square) for square in squares]).float().div_(255.0)
+
+
+def _rgb(source: ImageSource) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    if isinstance(source, (str, Path)):
+        return open_rgb(Path(source))
+    raise TypeError(f"expected a PIL image or an image file path, got {type(source).__name__}")
+
+
+def _cropped(image: Image.Image, crop: str) -> Image.Image:
+    if crop == "none":
+        return image
+    left, top, side = centre_square_box(*image.size)
+    return image.crop((left, top, left + side, top + side))
 
 
 class LocalObfuscator(ExportedClient):
@@ -46,6 +95,19 @@ class LocalObfuscator(ExportedClient):
         if self.metadata.get("verification_only") and not allow_no_noise:
             raise ValueError(f"{self.path} was exported with --no-noise (verification only); "
                              "ship the default export, which keeps the noise inside")
+
+    def prepare(self, sources: ImageSource | Sequence[ImageSource],
+                crop: str | None = None) -> torch.Tensor:
+        """``sources`` prepared like the run's images (:func:`prepare_images`).
+
+        The size comes from the file; the crop too, unless the file predates that record (then
+        pass ``crop="center"`` for a CelebA run, ``"none"`` otherwise).
+        """
+        crop = crop or self.metadata.get("preprocessing", {}).get("crop")
+        if crop is None:
+            raise ValueError(f"{self.path} does not record how its run cropped images; pass "
+                             "crop='center' (CelebA runs) or crop='none' (the other datasets)")
+        return prepare_images(sources, int(self.image_shape[-1]), crop)
 
 
 @dataclass

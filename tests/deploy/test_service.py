@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import httpx
 import numpy as np
 import pytest
 import torch
-import uvicorn
 from safetensors.torch import save as safetensors_save
 
 from noisyarl.client import LocalObfuscator, ServiceError, SplitInferenceClient
-from noisyarl.deploy.export import export_client
 from noisyarl.deploy.service import ServiceSettings, create_app, utility_model_from_run
 from noisyarl.deploy.wire import MEDIA_TYPE, encode_z
 from noisyarl.runs import load_run
@@ -23,42 +20,13 @@ TOKEN = "s3cret-token"
 MAX_BATCH = 8
 
 
-class LoopbackServer:
-    """uvicorn serving ``app`` on a free loopback port in a background thread."""
-
-    def __init__(self, app) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LoopbackServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
-def served(tiny_run_dir, tmp_path_factory):
+def served(tiny_run_dir, tiny_onnx_export, loopback_server):
     """(server, onnx path, loaded run) with a token configured."""
-    path = tmp_path_factory.mktemp("export") / "client.onnx"
-    export_client(tiny_run_dir, "onnx", path)
+    path = tiny_onnx_export
     app = create_app(utility_model_from_run(tiny_run_dir),
                      ServiceSettings(token=TOKEN, max_batch=MAX_BATCH))
-    with LoopbackServer(app) as server:
+    with loopback_server(app) as server:
         yield server, path, load_run(tiny_run_dir)
 
 
@@ -135,9 +103,9 @@ def test_sdk_raises_the_servers_reason(served):
             client.predict(np.random.rand(MAX_BATCH + 1, 3, 40, 40))
 
 
-def test_without_a_token_no_authentication_is_asked(tiny_run_dir):
+def test_without_a_token_no_authentication_is_asked(tiny_run_dir, loopback_server):
     app = create_app(utility_model_from_run(tiny_run_dir), ServiceSettings(max_batch=2))
-    with LoopbackServer(app) as server:
+    with loopback_server(app) as server:
         response = _post(server, encode_z(torch.randn(1, 128, 5, 5)), token=None)
         assert response.status_code == 200 and response.json()["batch_size"] == 1
         assert httpx.get(f"{server.url}/v1/model").json()["auth"] is False
@@ -170,3 +138,14 @@ def test_serve_command_takes_its_token_from_the_environment(tiny_run_dir):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "0", "80a"])
+def test_serve_refuses_a_bad_port_as_a_usage_error(tiny_run_dir, capsys, port):
+    from noisyarl.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", str(tiny_run_dir), "--port", port])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "--port: expected a port number in 1..65535" in error and "Traceback" not in error

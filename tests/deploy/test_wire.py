@@ -23,7 +23,7 @@ def test_float32_round_trip_is_exact(batch, scale, seed):
 
 
 def test_bfloat16_halves_the_bytes_and_keeps_large_values():
-    z = 15360.0 * torch.randn(16, *SHAPE)  # σ of the paper's CelebA runs (method.md §2)
+    z = 15360.0 * torch.randn(16, *SHAPE)  # σ of the paper's CelebA runs (docs/method.md §2)
     body32, body16 = encode_z(z), encode_z(z, "bfloat16")
     assert len(body16) < 0.6 * len(body32)
     decoded = decode_z(body16, SHAPE, max_batch=16)

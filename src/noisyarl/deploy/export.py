@@ -11,6 +11,10 @@ noise is switched off by disabling every :class:`~noisyarl.models.GaussianNoise`
 
 Metadata (a JSON object) is stored in the file (ONNX ``metadata_props["noisyarl"]``, TorchScript
 extra file ``noisyarl.json``) and beside it as ``<file>.json`` together with the verification.
+It says what the file does (``client_kind`` and ``noise_description``: noise inside, no noise
+because σ = 0 or the defence adds none, an identity client that sends the image itself, or a
+verification-only export) and how images must be prepared for it (``preprocessing``: the run's
+size, crop, range and layout; :func:`noisyarl.client.prepare_images` applies it).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class ExportCheck:
 
     max_abs_error: max |exported z - PyTorch z| (noise-free export; None for a noisy one).
     scale: max |PyTorch z| (the tolerance is ``1e-4 * max(1, scale)``: float32 rounding grows
-    with the magnitude of z, and noisy ARL's features can be large, method.md §2).
+    with the magnitude of z, and noisy ARL's features can be large, docs/method.md §2).
     residual_mean / residual_std: of (exported z - noise-free PyTorch z); ≈ 0 and ≈ σ when the
     noise is inside. expected_sigma: σ of the client's noise module (0 when it has none).
     batch_sizes: batch sizes run through the export (the batch axis is dynamic).
@@ -72,6 +76,25 @@ class ExportedClientFile:
     check: ExportCheck | None = None
 
 
+#: How each dataset turns a stored image into a model input (see ``noisyarl.data``): CelebA
+#: centre-crops to a square first; the others resize the whole image to a square.
+DATASET_CROPS: dict[str, str] = {"celeba": "center", "fairface": "none", "cifar10": "none",
+                                 "folder": "none"}
+CROP_WORDS = {"center": "centre-crop to a square of side min(width, height), then resize",
+              "none": "resize the whole image (no crop)"}
+
+
+def run_preprocessing(run: LoadedRun) -> dict[str, Any]:
+    """How the run's images were prepared, so a device can prepare its own the same way."""
+    size = run.config.data.image_size
+    crop = DATASET_CROPS.get(run.config.data.dataset, "none")
+    return {"dataset": run.config.data.dataset, "image_size": size, "crop": crop,
+            "channels": "RGB", "layout": "NCHW", "dtype": "float32", "range": [0.0, 1.0],
+            "description": f"RGB; {CROP_WORDS[crop]} to {size} x {size} px (bilinear); "
+                           "pixels / 255 as float32 in [0, 1]; shape [B, 3, "
+                           f"{size}, {size}]"}
+
+
 def noise_modules(client: nn.Module) -> list[GaussianNoise]:
     """The noise modules inside ``client`` that add noise (enabled and σ > 0)."""
     return [module for module in client.modules()
@@ -91,16 +114,57 @@ def client_for_export(client: nn.Module, noise: bool = True) -> nn.Module:
     return exported
 
 
+def client_kind(run: LoadedRun, noise: bool) -> tuple[str, str]:
+    """(kind, description) of what an export of ``run``'s client does with an image.
+
+    kind: ``identity`` (the defence does not obfuscate: the image itself is sent),
+    ``verification_only`` (exported with the noise left out), ``noise`` (noise inside) or
+    ``no_noise`` (σ = 0, the run's noise switched off, or a defence without noise).
+    """
+    defence = run.defence
+    sigmas = [module.sigma for module in noise_modules(defence.client)]
+    if not defence.obfuscates:
+        return "identity", (f"identity client: sends the image itself ({defence.name} does "
+                            "not obfuscate)")
+    if not noise:
+        left_out = f" (σ = {_sigma_text(sigmas)} left out)" if sigmas else ""
+        return "verification_only", f"noise OFF: verification only{left_out}"
+    if sigmas:
+        return "noise", f"noise inside (σ = {_sigma_text(sigmas)})"
+    return "no_noise", _why_no_noise(defence.client, defence.name)
+
+
+def _why_no_noise(client: nn.Module, method: str) -> str:
+    modules = [module for module in client.modules() if isinstance(module, GaussianNoise)]
+    if not modules:
+        return f"no noise: {method} adds none"
+    switched_off = [module.sigma for module in modules if module.sigma > 0]
+    if switched_off:
+        return f"no noise: the run's noise module is off (σ = {_sigma_text(switched_off)})"
+    return "no noise: σ = 0" + (" (plain ARL)" if method == "noisy_arl" else "")
+
+
+def _sigma_text(sigmas: list[float]) -> str:
+    return ", ".join(f"{sigma:g}" for sigma in sigmas)
+
+
 def client_metadata(run: LoadedRun, noise: bool, fmt: str) -> dict[str, Any]:
-    """What the exported file says about itself (JSON-ready)."""
+    """What the exported file says about itself (JSON-ready).
+
+    ``noise`` is true only when noise is really inside the graph; ``verification_only`` marks
+    an export made with the noise left out (``--no-noise``).
+    """
     client = run.defence.client
     sigmas = [module.sigma for module in noise_modules(client)]
+    kind, description = client_kind(run, noise)
     with torch.no_grad():
         z = client_for_export(client, noise=False)(torch.zeros(1, *run.image_shape))
     return {
         "format": fmt,
-        "noise": noise,
+        "noise": noise and bool(sigmas),
         "verification_only": not noise,
+        "client_kind": kind,
+        "noise_description": description,
         "noise_sigma": sigmas[0] if len(sigmas) == 1 else sigmas if sigmas else 0.0,
         "method": run.defence.name,
         "split": run.config.method.split,
@@ -110,6 +174,8 @@ def client_metadata(run: LoadedRun, noise: bool, fmt: str) -> dict[str, Any]:
         "private_task": run.private.label,
         "input": {"name": INPUT_NAME, "shape": ["B", *run.image_shape], "dtype": "float32",
                   "range": [0.0, 1.0]},
+        "image_size": run.config.data.image_size,
+        "preprocessing": run_preprocessing(run),
         "output": {"name": OUTPUT_NAME, "shape": ["B", *z.shape[1:]], "dtype": "float32"},
         "noisyarl": noisyarl.__version__,
         "torch": torch.__version__,

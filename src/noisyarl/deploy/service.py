@@ -4,13 +4,19 @@ Endpoints (JSON answers; errors are ``{"error": {"status": int, "message": str}}
 
 * ``GET /health``: ``{"status": "ok"}``, no authentication (for load balancers).
 * ``GET /v1/model``: the contract: expected z shape, accepted wire dtypes, batch and body limits,
-  the utility task (label, kind, class names), the method and run.
+  the utility task (label, kind, class names), the method and run, and the input images'
+  ``image_size`` and ``preprocessing`` (see :func:`noisyarl.deploy.export.run_preprocessing`).
 * ``POST /v1/predict``: body = one z tensor in the wire format of :mod:`noisyarl.deploy.wire`;
   answer = the utility head's outputs, predictions and (for classification) probabilities.
 
 Every request is validated before the model sees it: body size (413, checked on the declared
 length and again while reading), readable safetensors (400), tensor name, dtype, shape, finite
-values (422), batch size (413). With a token configured, ``/v1/*`` needs
+values (422), batch size (413). A z that is finite but so extreme that the utility head's
+outputs are not (NaN or infinite logits or values) is refused too (422), so an answer never
+carries a ``null`` where a number belongs. Error messages quote at most a short excerpt of the
+body. ``/v1/model`` also says how the device must prepare images (``image_size`` and
+``preprocessing``: crop, resize, range, layout), as the utility head only answers sensibly for z
+made from images prepared like the run's. With a token configured, ``/v1/*`` needs
 ``Authorization: Bearer <token>`` (401 otherwise). A rejected request never stops the server.
 The server only ever receives z: the image stays on the device.
 """
@@ -30,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from torch import nn
 
 from noisyarl.data.tasks import Task
+from noisyarl.deploy.export import run_preprocessing
 from noisyarl.deploy.wire import MEDIA_TYPE, WIRE_DTYPES, RequestRejected, decode_z, max_body_bytes
 
 
@@ -55,9 +62,17 @@ class UtilityModel:
         self.info = dict(info or {})
 
     def predict(self, z: torch.Tensor) -> dict[str, Any]:
-        """Outputs for z [B, *z_shape]: raw outputs, predicted classes, probabilities."""
+        """Outputs for z [B, *z_shape]: raw outputs, predicted classes, probabilities.
+
+        Raises :class:`RequestRejected` (422) when any output is NaN or infinite (finite
+        logits always give finite probabilities: sigmoid and softmax are computed stably).
+        """
         with torch.inference_mode():
             outputs = self.utility_head(z).float()
+        if not bool(torch.isfinite(outputs).all()):
+            raise RequestRejected(422, "the utility head's outputs are not finite for this z "
+                                       f"(max |z| = {float(z.abs().max()):.3g}); z must come "
+                                       "from the run's exported client")
         return prediction_payload(outputs, self.task)
 
 
@@ -87,7 +102,8 @@ def utility_model_from_run(run_dir: str | Path) -> UtilityModel:
     with torch.no_grad():
         z = run.defence.client.eval()(torch.zeros(1, *run.image_shape))
     info = {"method": run.defence.name, "run": run.config.run_name(),
-            "split": run.config.method.split, "sigma": run.config.method.sigma}
+            "split": run.config.method.split, "sigma": run.config.method.sigma,
+            "image_size": run.config.data.image_size, "preprocessing": run_preprocessing(run)}
     return UtilityModel(run.defence.utility_head, run.utility, z.shape[1:], info)
 
 

@@ -6,8 +6,8 @@ little-endian header length, a JSON header with dtype, shape and byte offsets, t
 little-endian data). Nothing in it can run code when parsed.
 
 float32 is exact and the default. bfloat16 halves the bytes and keeps float32's range; float16
-also halves them but overflows beyond 65504, which noisy ARL's large σ reaches (method.md §2), so
-:func:`encode_z` refuses to send a float16 z that would not be finite.
+also halves them but overflows beyond 65504, which noisy ARL's large σ reaches
+(docs/method.md §2), so :func:`encode_z` refuses to send a float16 z that would not be finite.
 
 >>> z = torch.randn(2, 4, 3, 3)
 >>> body = encode_z(z)
@@ -28,6 +28,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
+from noisyarl.utils.text import excerpt
+
 #: Content type of request bodies.
 MEDIA_TYPE = "application/vnd.noisyarl.z+safetensors"
 #: Name of the one tensor in a body.
@@ -40,6 +42,8 @@ WIRE_DTYPES: dict[str, torch.dtype] = {
 }
 #: Upper bound of the safetensors header of a one-tensor body, in bytes.
 HEADER_ALLOWANCE = 1024
+#: Longest error message sent back; parser errors can quote the body, so they are cut.
+MAX_MESSAGE_CHARS = 300
 
 
 class RequestRejected(ValueError):
@@ -51,7 +55,7 @@ class RequestRejected(ValueError):
     """
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+        super().__init__(excerpt(message, MAX_MESSAGE_CHARS))
         self.status = status
 
 
@@ -79,11 +83,12 @@ def decode_z(body: bytes, z_shape: Sequence[int], max_batch: int) -> torch.Tenso
     try:
         tensors = safetensors_load(body)
     except (SafetensorError, ValueError, RuntimeError) as error:
-        message = f"body is not a readable safetensors tensor ({error})"
+        message = f"body is not a readable safetensors tensor ({excerpt(str(error), 120)})"
         raise RequestRejected(400, message) from error
     if set(tensors) != {TENSOR_NAME}:
+        names = excerpt(str(sorted(tensors)), 120)
         raise RequestRejected(422, f"body must hold exactly one tensor named {TENSOR_NAME!r}, "
-                                   f"got {sorted(tensors)}")
+                                   f"got {names}")
     z = tensors[TENSOR_NAME]
     if z.dtype not in WIRE_DTYPES.values():
         raise RequestRejected(422, f"z has dtype {z.dtype}; accepted: {', '.join(WIRE_DTYPES)}")
