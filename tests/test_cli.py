@@ -106,8 +106,11 @@ def test_compare_without_methods_and_sweep_without_noise_exit_2(tiny_celeba_root
     assert "upper_bound has no noise module" in capsys.readouterr().err
 
 
-def test_sweep_rejects_a_negative_sigma_on_the_command_line(tmp_path, capsys):
+@pytest.mark.parametrize("sigma", ["-2", "nan", "inf"])
+def test_sweep_rejects_a_negative_or_non_finite_sigma_on_the_command_line(tmp_path, capsys,
+                                                                          sigma):
     path = _write(tmp_path, _config(tmp_path))
-    with pytest.raises(SystemExit):
-        main(["sweep", str(path), "--sigma", "1", "-2"])
-    assert "expected a number >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", str(path), "--sigma", "1", sigma])
+    assert exit_info.value.code == 2
+    assert f"expected a finite number >= 0, got {sigma}" in capsys.readouterr().err

@@ -48,6 +48,20 @@ def _with(section: str, values: dict) -> dict:
         (_with("compare", [{"lable": "a"}]), "compare[0].lable: unknown key"),
         (_with("sweep", {"sigmas": [1.0, -0.5]}), "sweep.sigmas: every σ must be >= 0"),
         (_with("sweep", {"sigmas": ["big"]}), "sweep.sigmas[0]: expected a number"),
+        (_with("method", {"sigma": float("inf")}), "method.sigma: must be a finite number"),
+        (_with("attacks", {"leakage": {"lr": float("nan")}}),
+         "attacks.leakage.lr: must be a finite number"),
+        (_with("method", {"params": {"lambda_adv": float("-inf")}}),
+         "method.params.lambda_adv: must be a finite number"),
+        (_with("method", {"name": "maxnet"}), "method.name: unknown method 'maxnet'"),
+        (_with("compare", [{"method": {"name": "upper_bound", "params": {"lambda_adv": 1}}}]),
+         "compare[0].method.params.lambda_adv: unknown key for upper_bound"),
+        (_with("compare", [{"method": {"name": "disco", "params": {"alpha": "half"}}}]),
+         "compare[0].method.params.alpha: expected a number, got 'half'"),
+        (_with("attacks", {"leakage": {"batch_size": 0}}),
+         "attacks.leakage.batch_size: must be >= 1"),
+        (_with("data", {"dataset": "mnist"}), "data.dataset: unknown dataset 'mnist'"),
+        (_with("sweep", {"sigmas": [1.0, 1.0]}), "sweep.sigmas: must not repeat a σ"),
     ],
 )
 def test_config_errors_name_the_key(values, message):
@@ -129,3 +143,11 @@ def test_parse_override_round_trips_yaml_scalars(path, value):
 def test_parse_override_without_equals_is_rejected(text):
     with pytest.raises(ConfigError):
         parse_override(text)
+
+
+def test_clearing_params_lets_a_config_switch_method():
+    config = config_from_dict(_with("method", {"params": {"lambda_adv": 0.1}}))
+    with pytest.raises(ConfigError, match=re.escape("clear them with --set method.params={}")):
+        apply_overrides(config, ["method.name=upper_bound"])
+    switched = apply_overrides(config, ["method.name=upper_bound", "method.params={}"])
+    assert switched.method.name == "upper_bound" and switched.method.params == {}

@@ -186,9 +186,10 @@ def test_torchrun_two_processes_run_an_experiment_and_rank_zero_writes_it(tiny_c
     assert metrics["world_size"] == 2
     assert 0 <= metrics["utility"] <= 100 and 0 <= metrics["privacy"] <= 100
     assert metrics["samples"]["train"] == 128
-    for name in ("config.yaml", "report.md", "checkpoints/last.pt", "checkpoints/best.pt",
+    for name in ("config.yaml", "report.md", "checkpoints/trained.pt", "checkpoints/best.pt",
                  "attacks/leakage.json", "attacks/reconstruction.json"):
         assert (out / name).is_file(), name
+    assert not (out / "checkpoints" / "last.pt").exists()  # dropped once the run finished
     # one set of TensorBoard event files: only rank 0 logs
     assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-from noisyarl.config import config_from_dict
+from noisyarl.config import ConfigError, config_from_dict
 from noisyarl.demo import DemoPlan, run_demo
 from noisyarl.experiment import load_experiment_data, run_experiment
 
@@ -28,9 +28,11 @@ def test_run_writes_every_result_file(tiny_celeba_root, tmp_path):
     run_dir = tmp_path / "run"
     metrics = run_experiment(_config(tiny_celeba_root, sigma=0.5), run_dir)
     for name in ("config.yaml", "metrics.json", "report.md", "reconstructions.png",
-                 "checkpoints/best.pt", "checkpoints/last.pt", "attacks/leakage.json",
+                 "checkpoints/best.pt", "checkpoints/trained.pt", "attacks/leakage.json",
                  "attacks/reconstruction.json"):
         assert (run_dir / name).is_file(), name
+    # finished: the resume state (weights + optimiser states) is dropped by default
+    assert not (run_dir / "checkpoints" / "last.pt").exists()
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["method"] == "noisy_arl" and saved["split"] == 2
@@ -39,17 +41,22 @@ def test_run_writes_every_result_file(tiny_celeba_root, tmp_path):
     assert saved["delta"] == pytest.approx(saved["utility"] - saved["privacy"])
     assert saved["psnr"] > 0 and -1 <= saved["ssim"] <= 1
     assert saved["client_gflops"] > 0
+    assert saved["split_seed"] == 0 and saved["stem"] == "imagenet"  # 40 px input
+    assert saved["warnings"] == []
     assert metrics["utility"] == saved["utility"]
     report = (run_dir / "report.md").read_text()
     assert "reconstructions.png" in report and "noisy_arl" in report
+    assert "ResNet stem: imagenet" in report and "data.split_seed 0" in report
     assert Image.open(run_dir / "reconstructions.png").size[0] > 0
 
 
 def test_finished_run_dir_is_not_overwritten(tiny_celeba_root, tmp_path):
     config = _config(tiny_celeba_root)
     run_experiment(config, tmp_path / "run")
-    with pytest.raises(FileExistsError):
+    before = (tmp_path / "run" / "config.yaml").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a finished run; choose a new --out"):
         run_experiment(config, tmp_path / "run")
+    assert (tmp_path / "run" / "config.yaml").read_bytes() == before
 
 
 @pytest.mark.slow
@@ -74,7 +81,7 @@ def test_arl_hides_the_private_attribute_but_keeps_utility(small_celeba_root, tm
     assert defended["utility"] > defended["chance"]["utility"] + 8
 
 
-def test_demo_on_a_tiny_plan_writes_summary_and_report(tmp_path):
+def test_demo_on_a_tiny_plan_writes_summary_and_report(tmp_path, capsys):
     plan = DemoPlan(num_images=240, image_size=40, epochs=1, upper_bound_epochs=1,
                     attack_epochs=1, sigmas=(1.0,), split=2, batch_size=32)
     rows = run_demo(tmp_path, plan=plan)
@@ -86,5 +93,14 @@ def test_demo_on_a_tiny_plan_writes_summary_and_report(tmp_path):
             "ssim"}
     assert all(keys <= set(row) for row in summary)
     assert summary[0]["client_gflops"] == 0 and summary[0]["psnr"] is None
-    for name in ("report.md", "summary.csv", "sigma_sweep.png", "reconstructions.png"):
+    for name in ("report.md", "summary.csv", "reconstructions.png", "sweep/sigma_sweep.png",
+                 "sweep/sweep.json", "sweep/report.md"):
         assert (tmp_path / name).is_file(), name
+    # The demo's report and the sweep's are two files, each announced once.
+    assert "noisyarl demo" in (tmp_path / "report.md").read_text()
+    assert "σ chosen on the validation split" in (tmp_path / "sweep" / "report.md").read_text()
+    wrote = [line for line in capsys.readouterr().out.splitlines() if "wrote" in line]
+    assert len(wrote) == 2 and len(set(wrote)) == 2
+    # One runs/ folder: the shown rows reuse the sweep's runs (upper bound, σ = 0, σ = 1).
+    assert len(list((tmp_path / "runs").iterdir())) == 3
+    assert not (tmp_path / "sweep" / "runs").exists()

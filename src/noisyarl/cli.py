@@ -1,31 +1,100 @@
 """The ``noisyarl`` command: parse, load a config, call the library.
 
-Every command is one call of the Python API; errors in data or configs are printed as one
-``error:`` line (no traceback) and exit with status 2.
+Every command is one call of the Python API; errors in data, configs and paths are printed as
+one ``error:`` line (no traceback) and exit with status 2, checked before work starts where they
+can be (output locations, finished output folders, the device, the config's values).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from noisyarl.config import ConfigError
 
 EXIT_USER_ERROR = 2
 
+DESCRIPTION = """\
+Noisy adversarial representation learning: train a client-side obfuscator that hides a private
+attribute of an image while keeping a utility task, attack it, and report privacy and utility.
+Run `noisyarl COMMAND --help` for the options of one command."""
+
+EPILOG = """\
+common commands:
+  noisyarl demo --quick                              the whole job on generated faces
+  noisyarl synth-faces data --format celeba          generated CelebA-format faces in data/
+  noisyarl data-info --dataset celeba --root data    check a dataset on disk
+  noisyarl run CONFIG.yaml --out runs/x              train one defence, attack it, report
+  noisyarl compare CONFIG.yaml --out runs/t          a table of defences on the same data
+  noisyarl sweep CONFIG.yaml --sigma 0 1 10          privacy and utility against σ
+
+Errors in data, configs or paths print one `error:` line and exit with status 2."""
+
+#: errno values of writes that fail for lack of room or a read-only disk.
+_DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                errno.EROFS: "the file system is read-only"}
+
+
+def _check_output_dir(path: str | Path, what: str) -> None:
+    """Fail before any work when ``path`` cannot be (or become) a folder this process writes in.
+
+    what: how the user named the path (``--out``), for the message.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path}: is a file, not a folder; choose another path")
+    existing = next((p for p in path.parents if p.exists()), Path("."))
+    if not path.exists() and not existing.is_dir():
+        raise ConfigError(f"{what} {path}: cannot make this folder, {existing} is a file")
+    target = path if path.exists() else existing
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path}: {target} is not writable (permission denied)")
+
+
+def _check_output_file(path: str | Path, what: str) -> None:
+    """Like :func:`_check_output_dir` for a file to write: its folder must be usable."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path}: is a folder; name a file")
+    _check_output_dir(path.parent, what)
+
+
+def _os_error_line(error: OSError) -> str | None:
+    """One line for a file-system error a user causes (permissions, a file where a folder
+    belongs, a full disk), naming the path; None for any other error (kept as a traceback)."""
+    if isinstance(error, PermissionError):
+        reason = "permission denied"
+    elif isinstance(error, NotADirectoryError):
+        reason = "a file is in the way where a folder is needed"
+    elif isinstance(error, IsADirectoryError):
+        reason = "is a folder, a file is needed"
+    elif error.errno in _DISK_ERRORS:
+        reason = _DISK_ERRORS[error.errno]
+    else:
+        return None
+    names = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else f"{reason} ({error})"
+
 
 def _synth_faces(args: argparse.Namespace) -> None:
     from noisyarl.data.synth import synthesize
 
+    _check_output_dir(Path(args.out) / args.format, "synth-faces OUT")
     folder = synthesize(args.out, args.format, num_images=args.num_images,
                         image_size=args.image_size, seed=args.seed, progress=True)
     print(f"wrote {args.num_images} {args.format}-format faces to {folder}")
 
 
 def _synth_objects(args: argparse.Namespace) -> None:
+    from noisyarl.data.cifar import BASE_FOLDER
     from noisyarl.data.synth_objects import write_cifar10
 
+    _check_output_dir(Path(args.out) / BASE_FOLDER, "synth-objects OUT")
     folder = write_cifar10(args.out, num_train=args.num_train, num_test=args.num_test,
                            seed=args.seed, progress=True)
     print(f"wrote {args.num_train} + {args.num_test} CIFAR-10-format images to {folder}")
@@ -42,6 +111,8 @@ def _run(args: argparse.Namespace) -> None:
     from noisyarl.experiment import run_experiment
 
     config = load_config(args.config, args.set)
+    # run_experiment's default run directory, checked like an explicit --out
+    _check_output_dir(args.out or Path("runs") / config.run_name(), "--out")
     metrics = run_experiment(config, args.out, resume=args.resume)
     keys = ("method", "split", "sigma", "utility", "privacy", "delta", "psnr", "ssim")
     print(" ".join(f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else
@@ -53,7 +124,9 @@ def _compare(args: argparse.Namespace) -> None:
     from noisyarl.config import load_config
 
     config = load_config(args.config, args.set)
-    run_comparison(config, args.out or f"runs/compare-{config.name}", resume=args.resume)
+    out = args.out or f"runs/compare-{config.name}"
+    _check_output_dir(out, "--out")
+    run_comparison(config, out, resume=args.resume)
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -61,8 +134,10 @@ def _sweep(args: argparse.Namespace) -> None:
     from noisyarl.sweep import run_sigma_sweep
 
     config = load_config(args.config, args.set)
-    run_sigma_sweep(config, args.out or f"runs/sweep-{config.name}", args.sigma,
-                    resume=args.resume, reconstruction=args.reconstruction)
+    out = args.out or f"runs/sweep-{config.name}"
+    _check_output_dir(out, "--out")
+    run_sigma_sweep(config, out, args.sigma, resume=args.resume,
+                    reconstruction=args.reconstruction)
 
 
 def _correlation(args: argparse.Namespace) -> None:
@@ -79,12 +154,14 @@ def _correlation(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from noisyarl.demo import run_demo
 
+    _check_output_dir(args.out, "--out")
     run_demo(args.out, quick=args.quick)
 
 
 def _study_build(args: argparse.Namespace) -> None:
     from noisyarl.study.build import build_study
 
+    _check_output_dir(args.out, "--out")
     manifest = build_study(args.run_dirs, args.out, n=args.n, seed=args.seed,
                            participants=args.participants, question=args.question,
                            classifier_epochs=args.classifier_epochs)
@@ -109,8 +186,7 @@ def _export(args: argparse.Namespace) -> None:
 
     exported = export_client(args.run_dir, args.format, args.out, noise=not args.no_noise)
     check = exported.check
-    noise = "inside" if exported.metadata["noise"] else "OFF: verification only"
-    print(f"wrote {exported.path} (noise {noise})")
+    print(f"wrote {exported.path} ({exported.metadata['noise_description']})")
     if check.noise:
         print(f"check: residual mean {check.residual_mean:.4g}, std {check.residual_std:.4g} "
               f"(σ = {check.expected_sigma:g}): {'passed' if check.passed else 'FAILED'}")
@@ -125,6 +201,8 @@ def _latency(args: argparse.Namespace) -> None:
     from noisyarl.deploy.latency import latency_of_methods, latency_of_run
     from noisyarl.utils.io import write_json
 
+    if args.json:
+        _check_output_file(args.json, "--json")
     options = {"batch_sizes": args.batch_size, "runs": args.runs, "warmup": args.warmup}
     if args.run_dir is not None:
         report = latency_of_run(args.run_dir, **options)
@@ -148,18 +226,51 @@ def _serve(args: argparse.Namespace) -> None:
     serve(args.run_dir, args.host, args.port, settings)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+def _port(text: str) -> int:
+    """A TCP port for ``serve`` and ``study serve``: an integer in 1..65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in 1..65535, got {text!r}")
     return value
+
+
+def _int_at_least(low: int, why: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer >= ``low`` (``why``: the reason, shown in the message)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}{why}, got {text}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+#: The model input side: the config's data.image_size bound.
+_model_image_size = _int_at_least(16, " (the smallest model input)")
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
     return value
+
+
+def _dataset_names() -> tuple[str, ...]:
+    from noisyarl.data.registry import DATASETS  # late import: the loaders import torch
+
+    return tuple(DATASETS)
 
 
 def _config_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
@@ -172,30 +283,34 @@ def _config_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="noisyarl", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="noisyarl", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, title="commands",
+                                     metavar="COMMAND")
 
     synth = commands.add_parser("synth-faces", help="write generated faces in a dataset's format")
     synth.add_argument("out", help="output folder (OUT/celeba or OUT/fairface is created)")
     synth.add_argument("--format", choices=("celeba", "fairface"), default="celeba")
     synth.add_argument("--num-images", type=_positive_int, default=1000)
-    synth.add_argument("--image-size", type=_positive_int, default=178, help="image width in px")
+    synth.add_argument("--image-size", type=_int_at_least(32), default=178,
+                       help="image width in px (>= 32)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=_synth_faces)
 
     objects = commands.add_parser("synth-objects",
                                   help="write generated 32x32 objects in CIFAR-10's format")
     objects.add_argument("out", help="output folder (OUT/cifar-10-batches-py is created)")
-    objects.add_argument("--num-train", type=_positive_int, default=50_000)
+    objects.add_argument("--num-train", type=_int_at_least(5, " (one per training batch)"),
+                         default=50_000)
     objects.add_argument("--num-test", type=_positive_int, default=10_000)
     objects.add_argument("--seed", type=int, default=0)
     objects.set_defaults(handler=_synth_objects)
 
     info = commands.add_parser("data-info", help="check a dataset on disk and summarise it")
-    info.add_argument("--dataset", required=True, choices=("celeba", "fairface", "cifar10",
-                                                           "folder"))
+    info.add_argument("--dataset", required=True, choices=_dataset_names())
     info.add_argument("--root", required=True)
-    info.add_argument("--image-size", type=int, default=64)
+    info.add_argument("--image-size", type=_model_image_size, default=64,
+                      help="model input side in px (>= 16)")
     info.set_defaults(handler=_data_info)
 
     run = commands.add_parser("run", help="train a defence, run the attacks, write the report")
@@ -216,14 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     correlation = commands.add_parser("correlation",
                                       help="Cramér's V between two label columns")
-    correlation.add_argument("dataset", choices=("celeba", "fairface", "cifar10", "folder"))
+    correlation.add_argument("dataset", choices=_dataset_names())
     correlation.add_argument("column_a")
     correlation.add_argument("column_b")
     correlation.add_argument("--root", required=True, help="folder holding the dataset")
     correlation.add_argument("--split", default="train", choices=("train", "valid", "test"))
     correlation.set_defaults(handler=_correlation)
 
-    export = commands.add_parser("export", help="export a run's client (noise inside)")
+    export = commands.add_parser("export", help="export a run's client (any noise stays inside)")
     export.add_argument("run_dir", help="a run directory written by `noisyarl run`")
     export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     export.add_argument("--out", default=None,
@@ -237,9 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("run_dir", nargs="?", default=None, help="a run directory")
     source.add_argument("--method", nargs="+", default=None,
                         help="untrained clients of these defences, or `all`")
-    latency.add_argument("--image-size", type=_positive_int, default=178,
-                         help="input side in px (with --method)")
-    latency.add_argument("--split", type=int, default=3, help="K of RN18_K (with --method)")
+    latency.add_argument("--image-size", type=_model_image_size, default=178,
+                         help="input side in px, >= 16 (with --method)")
+    latency.add_argument("--split", type=int, choices=range(1, 5), default=3,
+                         help="K of RN18_K (with --method)")
     latency.add_argument("--sigma", type=_non_negative_float, default=1.0,
                          help="noise σ (with --method)")
     latency.add_argument("--batch-size", type=_positive_int, nargs="+", default=[1, 32])
@@ -252,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="host a run's utility head over HTTP")
     serve.add_argument("run_dir", help="a run directory written by `noisyarl run`")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000, help="TCP port, 1..65535")
     serve.add_argument("--max-batch", type=_positive_int, default=64)
     serve.add_argument("--token-env", default="NOISYARL_TOKEN",
                        help="environment variable holding the bearer token; when it is set, "
@@ -280,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     study_serve = study_commands.add_parser("serve", help="serve the questionnaire page")
     study_serve.add_argument("study", help="a folder written by `noisyarl study build`")
     study_serve.add_argument("--host", default="127.0.0.1")
-    study_serve.add_argument("--port", type=int, default=8000)
+    study_serve.add_argument("--port", type=_port, default=8000, help="TCP port, 1..65535")
     study_serve.set_defaults(handler=_study_serve)
     study_results = study_commands.add_parser("results", help="score the answers per method")
     study_results.add_argument("study", help="a folder written by `noisyarl study build`")
@@ -302,6 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.handler(args)
     except (ConfigError, DatasetError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as error:
+        line = _os_error_line(error)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return EXIT_USER_ERROR
     return 0
 

@@ -16,6 +16,7 @@ from typing import Any
 from noisyarl.attacks.suite import WORST_CASE_COLUMNS
 from noisyarl.config import ConfigError, ExperimentConfig
 from noisyarl.data.base import ImageSplit
+from noisyarl.data.registry import available_labels
 from noisyarl.evaluation.plots import plot_privacy_utility
 from noisyarl.evaluation.report import (
     Column,
@@ -24,8 +25,14 @@ from noisyarl.evaluation.report import (
     write_csv,
     write_report,
 )
-from noisyarl.experiment import load_experiment_data, run_experiment, save_reconstruction_grid
+from noisyarl.experiment import (
+    load_experiment_data,
+    resolve_tasks,
+    run_experiment,
+    save_reconstruction_grid,
+)
 from noisyarl.training.distributed import current_env
+from noisyarl.training.precision import resolve_device
 from noisyarl.utils.io import atomic_write_text
 
 TABLE_COLUMNS: list[Column] = [
@@ -54,6 +61,27 @@ def comparison_configs(config: ExperimentConfig) -> list[tuple[str, ExperimentCo
     if duplicates:
         raise ConfigError(f"compare: row labels must differ, repeated: {duplicates}")
     return rows
+
+
+def check_before_decoding(config: ExperimentConfig, run_dirs: list[Path], result: Path, *,
+                          resume: bool, labels: bool = True) -> None:
+    """What a comparison or a sweep checks before decoding any image.
+
+    Without ``resume``, neither its ``result`` file (``table.md``, ``sweep.json``) nor any of its
+    ``run_dirs`` may be finished already (that would rerun or overwrite them); the device must
+    exist; with ``labels``, both task labels must be columns of the dataset's label files.
+    Raises :class:`FileExistsError` or :class:`ConfigError`.
+    """
+    finished = [path for path in [result, *(d / "metrics.json" for d in run_dirs)]
+                if path.exists()]
+    if finished and not resume:
+        names = ", ".join(str(path) for path in finished[:3]) + (", ..." if finished[3:] else "")
+        raise FileExistsError(f"{result.parent} already holds finished results ({names}); "
+                              "choose a new --out, or add --resume to reuse the finished runs "
+                              "and continue the others")
+    resolve_device(config.train.device)
+    if labels:
+        resolve_tasks(config, available_labels(config.data.dataset, config.data.root))
 
 
 def table_row(label: str, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +135,8 @@ def run_comparison(
     """
     out_dir = Path(out_dir)
     rows_to_run = comparison_configs(config)
+    check_before_decoding(config, [out_dir / "runs" / row.run_name() for _, row in rows_to_run],
+                          out_dir / "table.md", resume=resume, labels=splits is None)
     splits = splits or load_experiment_data(config, progress=config.train.progress)
     rows, run_dirs = [], []
     for label, row_config in rows_to_run:
@@ -158,4 +188,5 @@ def _write_comparison(out_dir: Path, config: ExperimentConfig, rows, run_dirs) -
     print(f"\nwrote {out_dir / 'table.md'}, {out_dir / 'table.csv'} and {out_dir / 'report.md'}")
 
 
-__all__ = ["TABLE_COLUMNS", "comparison_configs", "run_comparison", "table_row"]
+__all__ = ["TABLE_COLUMNS", "check_before_decoding", "comparison_configs", "run_comparison",
+           "table_row"]

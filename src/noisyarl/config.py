@@ -1,6 +1,7 @@
 """Experiment configuration: YAML files validated into typed objects.
 
 A config is a YAML mapping whose keys mirror :class:`ExperimentConfig`. Unknown keys and bad values
+(non-finite numbers, ``method.params`` the method does not take, an unknown dataset, sizes < 1)
 are rejected with a :class:`ConfigError` that names the key (``method.sigma``). Command-line
 overrides use dotted keys with YAML values: ``--set train.epochs=3 --set method.sigma=0.5``.
 
@@ -15,6 +16,8 @@ overrides use dotted keys with YAML values: ``--set train.epochs=3 --set method.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -36,6 +39,9 @@ class DataConfig:
     dataset's own folder (e.g. ``root/celeba/``). image_size: side of the square model input in px.
     max_train/max_valid/max_test: keep the first n rows of a split (CI-sized runs), None = all.
     cache_dir: where decoded-image caches go (None: decode in memory every run).
+    split_seed: draws the train/valid split of datasets without a split column (FairFace,
+    CIFAR-10, folder datasets without one); kept apart from the run's ``seed`` so that a seed
+    study trains every seed on the same images.
     """
 
     dataset: str = "celeba"
@@ -46,6 +52,7 @@ class DataConfig:
     max_test: int | None = None
     cache_dir: str | None = None
     augment: bool = True
+    split_seed: int = 0
 
 
 @dataclass
@@ -83,6 +90,9 @@ class TrainConfig:
 
     precision: ``fp32``, ``bf16`` (autocast on CPU and CUDA) or ``fp16`` (CUDA, gradient scaler).
     device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    keep_checkpoints: what stays of ``checkpoints/`` once the run has finished: ``minimal``
+    (``best.pt``, the trained weights; ``last.pt`` with its optimiser states is deleted) or
+    ``all`` (``last.pt`` too).
     """
 
     epochs: int = 5
@@ -93,6 +103,7 @@ class TrainConfig:
     channels_last: bool = False
     log_every: int = 20
     progress: bool = True
+    keep_checkpoints: Literal["minimal", "all"] = "minimal"
 
 
 @dataclass
@@ -188,6 +199,29 @@ class ExperimentConfig:
         return dataclasses.replace(self, method=dataclasses.replace(method))
 
 
+def _finite(value: int | float, key: str) -> float:
+    """``value`` as a float; nan, inf and -inf (YAML ``.nan``, ``.inf``) are rejected."""
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+    return number
+
+
+def _reject_non_finite(value: Any, key: str) -> None:
+    """Reject nan/inf anywhere inside a free-form mapping or list (``method.params``)."""
+    if isinstance(value, float):
+        _finite(value, key)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _reject_non_finite(item, f"{key}.{name}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_non_finite(item, f"{key}[{index}]")
+
+
 def _convert(value: Any, annotation: Any, key: str) -> Any:
     """Check ``value`` against a type annotation; returns the converted value."""
     origin = typing.get_origin(annotation)
@@ -215,6 +249,7 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        _reject_non_finite(value, key)
         return dict(value)
     if annotation is bool:
         if not isinstance(value, bool):
@@ -227,7 +262,7 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        return _finite(value, key)
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -253,11 +288,43 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+#: Integer settings that must be >= 1 (epochs, batch sizes, intervals), by dotted key.
+POSITIVE_INTS = (
+    "train.epochs", "train.batch_size", "train.eval_batch_size", "train.log_every",
+    "attacks.leakage.epochs", "attacks.leakage.batch_size",
+    "attacks.reconstruction.epochs", "attacks.reconstruction.batch_size",
+    "attacks.worst_case.identity_epochs",
+)
+#: Seeds feed NumPy and torch generators: 0 .. 2**32 - 1 works for every one of them.
+SEED_LIMIT = 2**32
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _value(config: ExperimentConfig, key: str) -> Any:
+    """The value of a dotted key (``attacks.leakage.batch_size``) of ``config``."""
+    node: Any = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
 def _method_checks(method: MethodConfig, prefix: str) -> list[tuple[bool, str, str]]:
     return [
         (method.sigma >= 0, f"{prefix}.sigma", "must be >= 0"),
         (1 <= method.split <= 4, f"{prefix}.split", "must be in 1..4 (RN18_1..RN18_4)"),
     ]
+
+
+def _check_method(method: MethodConfig, prefix: str) -> None:
+    """The method exists, its params suit it, and σ > 0 only for a defence with noise."""
+    from noisyarl.methods import METHODS, method_params  # late import: methods import torch
+
+    try:
+        method_params(method.name, method.params, prefix)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    if method.sigma > 0 and not METHODS[method.name].has_noise:
+        raise ConfigError(f"{prefix}.sigma: {method.name} has no noise module; leave sigma at 0")
 
 
 def _worst_case_checks(worst: WorstCaseConfig) -> list[tuple[bool, str, str]]:
@@ -274,39 +341,71 @@ def _worst_case_checks(worst: WorstCaseConfig) -> list[tuple[bool, str, str]]:
          "attacks.worst_case.queries", "must be a non-empty list of integers >= 1"),
         (len(set(worst.queries)) == len(worst.queries), "attacks.worst_case.queries",
          "must not repeat a k"),
-        (worst.identity_epochs >= 1, "attacks.worst_case.identity_epochs", "must be >= 1"),
     ]
 
 
-def _check_values(config: ExperimentConfig) -> None:
+def _data_checks(data: DataConfig) -> list[tuple[bool, str, str]]:
+    from noisyarl.data.registry import DATASETS  # late import: the loaders import torch
+
     checks = [
+        (data.dataset in DATASETS, "data.dataset",
+         f"unknown dataset {data.dataset!r} (known: {', '.join(DATASETS)})"),
+        (data.image_size >= 16, "data.image_size", "must be >= 16"),
+    ]
+    for name in ("max_train", "max_valid", "max_test"):
+        value = getattr(data, name)
+        checks.append((value is None or value >= 1, f"data.{name}", "must be >= 1 or null"))
+    checks.append((0 <= data.split_seed < SEED_LIMIT, "data.split_seed",
+                   f"must be in 0..{SEED_LIMIT - 1}"))
+    return checks
+
+
+def _check_reference(reference: dict[str, Any]) -> None:
+    """``reference`` must select at least one row of the paper's tables (or be empty)."""
+    if not reference:
+        return
+    from noisyarl.evaluation.report import paper_reference_rows
+
+    if not all(isinstance(key, str) for key in reference):
+        raise ConfigError(f"reference: column names must be text, got {list(reference)}")
+    try:
+        rows = paper_reference_rows(**reference)
+    except ValueError as error:
+        raise ConfigError(f"reference: {error}") from error
+    if not rows:
+        raise ConfigError(f"reference: no row of the paper's tables matches {reference}")
+
+
+def _check_values(config: ExperimentConfig) -> None:
+    name = config.name
+    checks = [
+        (bool(name) and not set(name) & {"/", "\\"} and name not in (".", ".."), "name",
+         "must be a non-empty name without / or \\ (it names the run directories)"),
+        (0 <= config.seed < SEED_LIMIT, "seed", f"must be in 0..{SEED_LIMIT - 1}"),
         *_method_checks(config.method, "method"),
-        (config.data.image_size >= 16, "data.image_size", "must be >= 16"),
-        (config.train.epochs >= 1, "train.epochs", "must be >= 1"),
-        (config.train.batch_size >= 1, "train.batch_size", "must be >= 1"),
-        (config.train.eval_batch_size >= 1, "train.eval_batch_size", "must be >= 1"),
-        (config.train.log_every >= 1, "train.log_every", "must be >= 1"),
-        (config.attacks.leakage.epochs >= 1, "attacks.leakage.epochs", "must be >= 1"),
-        (config.attacks.reconstruction.epochs >= 1, "attacks.reconstruction.epochs",
-         "must be >= 1"),
+        *_data_checks(config.data),
+        *[(_value(config, key) >= 1, key, "must be >= 1") for key in POSITIVE_INTS],
         (config.attacks.leakage.lr > 0, "attacks.leakage.lr", "must be > 0"),
         (config.attacks.reconstruction.lr > 0, "attacks.reconstruction.lr", "must be > 0"),
         (bool(config.tasks.utility.label), "tasks.utility.label", "is required"),
         (bool(config.tasks.private.label), "tasks.private.label", "is required"),
-        (config.train.device in ("auto", "cpu", "cuda") or config.train.device.startswith("cuda:"),
-         "train.device", "must be auto, cpu or cuda[:N]"),
+        (_DEVICE.fullmatch(config.train.device) is not None, "train.device",
+         "must be auto, cpu, cuda or cuda:N"),
     ]
     checks += _worst_case_checks(config.attacks.worst_case)
     for index, entry in enumerate(config.compare):
         checks += _method_checks(entry.method, f"compare[{index}].method")
     checks += [(sigma >= 0, "sweep.sigmas", "every σ must be >= 0")
                for sigma in config.sweep.sigmas]
-    for name in ("max_train", "max_valid", "max_test"):
-        value = getattr(config.data, name)
-        checks.append((value is None or value >= 1, f"data.{name}", "must be >= 1 or null"))
+    checks.append((len(set(config.sweep.sigmas)) == len(config.sweep.sigmas), "sweep.sigmas",
+                   "must not repeat a σ"))
     for ok, key, message in checks:
         if not ok:
             raise ConfigError(f"{key}: {message}")
+    _check_method(config.method, "method")
+    for index, entry in enumerate(config.compare):
+        _check_method(entry.method, f"compare[{index}].method")
+    _check_reference(config.reference)
 
 
 def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:

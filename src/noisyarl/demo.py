@@ -2,7 +2,9 @@
 
 ``run_demo`` generates faces, then runs the "RN18" upper bound, ARL with sigma = 0, and noisy ARL
 at the sigma that a small sweep picks on the *validation* split (largest validation delta), and
-writes ``summary.json``, ``summary.csv`` and ``report.md`` with the reconstruction grid.
+writes ``summary.json``, ``summary.csv`` and ``report.md`` with the reconstruction grid. The sweep
+keeps its own files (``sweep/report.md``, ``sweep.json``, ``sweep.csv``, ``sigma_sweep.png``);
+every run, the sweep's included, is a folder of ``runs/``.
 """
 
 from __future__ import annotations
@@ -93,9 +95,10 @@ def run_demo(
 
     upper = run("upper_bound", 0.0)
     # The sweep trains every σ (0 included) without the reconstruction attack; the two rows
-    # shown then get it by resuming their finished runs.
-    sweep = run_sigma_sweep(demo_config(plan, data_root, "noisy_arl", 0.0), out_dir,
-                            [0.0, *plan.sigmas], resume=True, splits=splits)
+    # shown then get it by resuming their finished runs, hence one runs/ folder for all. The
+    # sweep's own report goes to sweep/, apart from the demo's.
+    sweep = run_sigma_sweep(demo_config(plan, data_root, "noisy_arl", 0.0), out_dir / "sweep",
+                            [0.0, *plan.sigmas], resume=True, splits=splits, runs_dir=runs)
     # The noisy row takes the best σ > 0 (σ = 0 is the ARL row already).
     noisy_sigma = max(plan.sigmas, key=lambda sigma: validation_delta(sweep.metrics[sigma]))
     arl, noisy = run("noisy_arl", 0.0), run("noisy_arl", noisy_sigma)
@@ -112,7 +115,7 @@ def run_demo(
 
 def _write_outputs(out_dir, plan, rows, best_sigma, grid, device, seconds) -> None:
     write_summary(rows, out_dir)
-    images = {"σ sweep (the choice is in sweep.json)": out_dir / "sigma_sweep.png"}
+    images = {"σ sweep (the choice is in sweep/sweep.json)": out_dir / "sweep" / "sigma_sweep.png"}
     if grid is not None:
         images["Reconstruction attack: originals (top), ARL σ=0, noisy ARL"] = grid
     notes = [
@@ -120,7 +123,7 @@ def _write_outputs(out_dir, plan, rows, best_sigma, grid, device, seconds) -> No
         f"RN18_{plan.split}, {plan.epochs} training epochs, {plan.attack_epochs} leakage-attack "
         f"epochs, {plan.reconstruction_epochs or plan.attack_epochs} reconstruction epochs.",
         f"Noisy ARL's σ: the largest validation Δ among {list(plan.sigmas)}: {best_sigma:g} "
-        "(every point in sweep.csv and sigma_sweep.png).",
+        "(every point in sweep/sweep.csv, sweep/sigma_sweep.png and sweep/report.md).",
         f"Device: {device}; wall time {seconds:.0f} s.",
     ]
     write_report(out_dir, title="noisyarl demo: private Male / utility Smiling",

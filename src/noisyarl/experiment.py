@@ -2,15 +2,21 @@
 
 ``run_experiment(config, out_dir)`` is what ``noisyarl run`` calls. The run directory holds:
 ``config.yaml`` (the resolved config), ``tasks.json`` (the tasks' label descriptions, see
-:mod:`noisyarl.runs`), ``checkpoints/`` (``last.pt`` for ``--resume``,
-``best.pt``), ``attacks/*.json`` (finished attack stages, skipped on resume), ``tb/`` (TensorBoard
-scalars), ``metrics.json``, ``report.md`` and ``reconstructions.png``.
+:mod:`noisyarl.runs`), ``checkpoints/`` (``best.pt``, the trained weights; ``trained.pt``, the
+training's outcome; ``last.pt`` for ``--resume`` until the run finishes, or kept with
+``train.keep_checkpoints: all``), ``attacks/*.json`` (finished attack stages, skipped on resume
+while their key holds), ``tb/`` (TensorBoard scalars), ``metrics.json``, ``report.md`` and
+``reconstructions.png``.
+
+Everything a user can get wrong (the run directory, the config, the tasks, the method's
+params, precision and device, the splits) is checked before the first file is written.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +31,17 @@ from noisyarl.attacks.suite import (
     worst_case_metrics,
 )
 from noisyarl.config import ConfigError, ExperimentConfig, config_to_dict, save_config
-from noisyarl.data.base import ImageSplit, LabelInfo
-from noisyarl.data.registry import available_labels, load_splits
+from noisyarl.data.base import DatasetError, ImageSplit, LabelInfo
+from noisyarl.data.registry import SPLITS, available_labels, load_splits
 from noisyarl.data.tasks import Task
 from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.evaluation.metrics import privacy_utility_delta
 from noisyarl.evaluation.plots import save_image_grid
 from noisyarl.evaluation.report import RESULT_COLUMNS, write_report
 from noisyarl.methods import METHODS, Defence, DefenceSpec, build_defence, method_params
-from noisyarl.runs import save_tasks
+from noisyarl.runs import DISPLAY_ONLY, check_run_dir, check_writable, save_tasks, training_part
 from noisyarl.study.decoder import DecoderCapture, save_decoder
+from noisyarl.training.checkpoint import state_fingerprint
 from noisyarl.training.distributed import (
     DistributedEnv,
     barrier,
@@ -42,13 +49,14 @@ from noisyarl.training.distributed import (
     init_distributed,
     rank_seed,
 )
-from noisyarl.training.loop import LoopSettings, evaluate, fit
+from noisyarl.training.loop import LoopSettings, evaluate, fit, prune_checkpoints
 from noisyarl.training.precision import StepContext, resolve_device
 from noisyarl.utils.io import (
     atomic_torch_save,
     atomic_write_text,
     read_json,
     remove_stale_temporaries,
+    to_json_value,
     write_json,
 )
 from noisyarl.utils.seeding import seed_everything
@@ -81,13 +89,62 @@ def resolve_tasks(config: ExperimentConfig, label_info: dict[str, LabelInfo]) ->
 
 
 def load_experiment_data(config: ExperimentConfig, progress: bool = True) -> dict[str, ImageSplit]:
-    """Decode train/valid/test of ``config.data`` (through the cache when configured)."""
+    """Decode train/valid/test of ``config.data`` (through the cache when configured).
+
+    The train/valid split of datasets without a split column is drawn from
+    ``data.split_seed``, not from the run's ``seed``: every seed of a study sees the same data.
+    """
     data = config.data
     return load_splits(
         data.dataset, data.root, data.image_size,
         max_samples={"train": data.max_train, "valid": data.max_valid, "test": data.max_test},
-        cache_dir=data.cache_dir, seed=config.seed, progress=progress,
+        cache_dir=data.cache_dir, seed=data.split_seed, progress=progress,
     )
+
+
+def backbone_stem(image_size: int) -> str:
+    """The ResNet stem for ``image_size`` px inputs: ``cifar`` (a 3x3 stride-1 first
+    convolution, no max-pool) up to 32 px, else ``imagenet`` (7x7 stride 2, then a max-pool)."""
+    return "cifar" if image_size <= 32 else "imagenet"
+
+
+def check_splits(splits: dict[str, ImageSplit]) -> None:
+    """Every split a run needs is there and holds at least one image (DatasetError otherwise).
+
+    An empty valid split would "select" the best epoch on nothing; an empty test split leaves
+    nothing to measure utility, privacy or reconstructions on.
+    """
+    for name in SPLITS:
+        if name not in splits:
+            raise DatasetError(f"the {name} split is missing (a run needs {', '.join(SPLITS)})")
+        if len(splits[name]) == 0:
+            raise DatasetError(
+                f"the {name} split is empty (0 images); a run needs at least one image in each "
+                f"of {', '.join(SPLITS)}: check the dataset's split and data.max_{name}"
+            )
+
+
+def check_task_classes(split: ImageSplit, utility: Task, private: Task) -> None:
+    """Each classification task has at least two classes among the train split's labels."""
+    for which, task in (("utility", utility), ("private", private)):
+        if task.kind == "regression":
+            continue
+        classes = torch.unique(split.labels[task.label]).tolist()
+        if len(classes) < 2:
+            raise DatasetError(
+                f"tasks.{which}.label: {task.label!r} has a single class ({classes[0]}) in "
+                f"the train split ({len(split)} images), so there is nothing to learn or to "
+                "hide; use more training images or another label"
+            )
+
+
+def task_warnings(utility: Task, private: Task) -> list[str]:
+    """Settings that are allowed but almost certainly a mistake, as messages."""
+    if utility.label == private.label:
+        return [f"tasks.utility.label and tasks.private.label are both {utility.label!r}: the "
+                "defence is asked to keep and to hide the same attribute (almost certainly a "
+                "mistake)"]
+    return []
 
 
 def build_experiment_defence(config: ExperimentConfig, utility: Task, private: Task) -> Defence:
@@ -102,7 +159,7 @@ def build_experiment_defence(config: ExperimentConfig, utility: Task, private: T
     spec = DefenceSpec(
         utility=utility, private=private, split=config.method.split, sigma=config.method.sigma,
         noise=config.method.noise, params=params, image_size=config.data.image_size,
-        cifar_stem=config.data.image_size <= 32,
+        cifar_stem=backbone_stem(config.data.image_size) == "cifar",
     )
     try:
         return build_defence(config.method.name, spec)
@@ -112,25 +169,19 @@ def build_experiment_defence(config: ExperimentConfig, utility: Task, private: T
 
 def _prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool,
                      env: DistributedEnv | None = None) -> None:
-    """Check a resumed run's config; write ``config.yaml`` (rank 0 only under torchrun) and
-    drop the temporary files of writes that a killed run left unfinished."""
-    env = env or DistributedEnv()
-    saved = run_dir / "config.yaml"
-    if resume and saved.exists():
-        from noisyarl.config import load_config
+    """Write ``config.yaml`` (rank 0 only under torchrun) once every check has passed, and
+    drop the temporary files of writes that a killed run left unfinished.
 
-        if _training_part(load_config(saved)) != _training_part(config):
-            raise ConfigError(
-                f"--resume: data, tasks, method or training differ from the config in {saved}"
-            )
-    elif (run_dir / "metrics.json").exists() and not resume:
-        raise FileExistsError(f"{run_dir} already holds a finished run; choose a new --out")
+    On ``--resume`` :func:`noisyarl.runs.check_run_dir` has accepted the config (same training
+    settings), so rewriting ``config.yaml`` changes at most its attack settings.
+    """
+    env = env or DistributedEnv()
     if not env.is_main:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         remove_stale_temporaries(run_dir)
-    save_config(config, saved)
+    save_config(config, run_dir / "config.yaml")
 
 
 def finished_run_metrics(config: ExperimentConfig, run_dir: str | Path) -> dict[str, Any] | None:
@@ -147,7 +198,8 @@ def finished_run_metrics(config: ExperimentConfig, run_dir: str | Path) -> dict[
 
     def comparable(values: ExperimentConfig) -> dict[str, Any]:
         values = config_to_dict(values)
-        values["train"].pop("progress")
+        for key in DISPLAY_ONLY:
+            values["train"].pop(key)
         return values
 
     if comparable(load_config(saved)) != comparable(config):
@@ -155,27 +207,22 @@ def finished_run_metrics(config: ExperimentConfig, run_dir: str | Path) -> dict[
     return read_json(metrics_path)
 
 
-def _training_part(config: ExperimentConfig) -> dict[str, Any]:
-    """What a checkpoint depends on: everything but the attacks, the study settings (``compare``,
-    ``sweep``, ``reference``) and the progress display.
-
-    Resuming with other attack settings is allowed (attack stages rerun when theirs changed).
-    """
-    values = config_to_dict(config)
-    for study_only in ("attacks", "compare", "sweep", "reference"):
-        values.pop(study_only)
-    values["train"].pop("progress")
-    return values
+def stage_key(config: ExperimentConfig, defence: Defence) -> dict[str, Any]:
+    """What every attack stage depends on besides its own settings: the training part of the
+    config (:func:`noisyarl.runs.training_part`) and a fingerprint of the trained weights."""
+    return {"training": training_part(config), "weights": state_fingerprint(defence)}
 
 
 def _cached_stage(path: Path, settings: dict[str, Any], compute,
                   env: DistributedEnv | None = None) -> dict[str, Any]:
-    """Run an attack stage once; its JSON result (with the settings that made it) lets a resumed
-    run skip it, unless the stage's settings changed.
+    """Run an attack stage once; its JSON result, saved with the key that made it (the
+    stage's settings, the training settings and the weights' fingerprint), lets a resumed run
+    skip it while that whole key holds. Any difference recomputes the stage.
 
     Under torchrun rank 0 decides (every rank follows) and alone writes the result.
     """
     env = env or DistributedEnv()
+    settings = to_json_value(settings)
     saved = read_json(path) if path.exists() else {}
     if broadcast_flag(saved.get("settings") == settings, env):
         return saved["result"] if saved else read_json(path)["result"]
@@ -203,23 +250,15 @@ def run_experiment(
     run_dir = Path(out_dir) if out_dir is not None else Path("runs") / config.run_name()
     if resume and (finished := finished_run_metrics(config, run_dir)) is not None:
         return finished
-    env = init_distributed(resolve_device(config.train.device).type)
-    _check_divisible_batches(config, env)
-    if splits is None:
-        label_info = available_labels(config.data.dataset, config.data.root)
-        resolve_tasks(config, label_info)  # fail on a bad label before decoding any image
-        splits = _load_data_rank0_first(config, env)
-    utility, private = resolve_tasks(config, splits["train"].label_info)
+    checked = _check_before_writing(config, run_dir, resume, splits)
+    env, context, splits = checked.env, checked.context, checked.splits
+    utility, private = checked.utility, checked.private
     _prepare_run_dir(config, run_dir, resume, env)
     if env.is_main:
         save_tasks(run_dir, utility, private)
 
     seed_everything(config.seed)
-    device = resolve_device(config.train.device, env.local_rank)
-    try:
-        context = StepContext(device, config.train.precision, config.train.channels_last, env)
-    except ValueError as error:
-        raise ConfigError(f"train.precision: {error}") from error
+    device = context.device
     defence = context.prepare_module(build_experiment_defence(config, utility, private))
     if env.enabled:  # same initial weights everywhere (rank 0's), then a stream per rank
         seed_everything(rank_seed(config.seed, env.rank))
@@ -235,18 +274,19 @@ def run_experiment(
         writer.close()
 
     started = time.perf_counter()
+    key = stage_key(config, defence)
     test_utility = evaluate(defence, splits["test"], utility, context, settings.eval_batch_size)
-    leakage = _leakage_stage(config, defence, splits, private, context, run_dir)
-    reconstruction = _reconstruction_stage(config, defence, splits, context, run_dir)
+    leakage = _leakage_stage(config, defence, splits, private, context, run_dir, key)
+    reconstruction = _reconstruction_stage(config, defence, splits, context, run_dir, key)
     worst_case = _worst_case_stage(config, defence, splits, utility, private, context, run_dir,
-                                   test_utility, leakage, reconstruction)
+                                   test_utility, leakage, reconstruction, key)
     attack_seconds = time.perf_counter() - started
 
     cost = measure_client_cost(defence.client.cpu(), (3, config.data.image_size,
                                                       config.data.image_size))
     metrics = _metrics(config, defence, utility, private, splits, fitted, test_utility,
                        leakage, reconstruction, cost, device, attack_seconds)
-    metrics["world_size"] = env.world_size
+    metrics.update(world_size=env.world_size, warnings=checked.warnings)
     metrics.update(attack_suite=config.attacks.suite, **worst_case_metrics(worst_case),
                    worst_case=worst_case)
     if not env.is_main:
@@ -264,8 +304,67 @@ def run_experiment(
         atomic_write_text(report, report.read_text() + "\n" + worst_case_markdown(worst_case))
     # Written last: a run directory with metrics.json is finished (see finished_run_metrics).
     write_json(run_dir / "metrics.json", metrics)
+    if config.train.keep_checkpoints == "minimal":
+        prune_checkpoints(run_dir / "checkpoints")
     barrier(env)
     return metrics
+
+
+@dataclass
+class _Checked:
+    """What :func:`_check_before_writing` found valid: the processes, the step context, the
+    decoded splits, the two tasks and the warnings to record."""
+
+    env: DistributedEnv
+    context: StepContext
+    splits: dict[str, ImageSplit]
+    utility: Task
+    private: Task
+    warnings: list[str]
+
+
+def _check_before_writing(config: ExperimentConfig, run_dir: Path, resume: bool,
+                          splits: dict[str, ImageSplit] | None) -> _Checked:
+    """Every check that can refuse a run, in the order that costs least: the run directory,
+    device and precision, batch sizes, tasks and the method's params (from the label files),
+    that ``run_dir`` is writable, then the decoded splits. Nothing is written to ``run_dir``."""
+    check_run_dir(config, run_dir, resume)
+    env = init_distributed(_device(config).type)
+    context = _step_context(config, env)
+    _check_divisible_batches(config, env)
+    if splits is not None:
+        check_splits(splits)
+    label_info = (splits["train"].label_info if splits is not None
+                  else available_labels(config.data.dataset, config.data.root))
+    utility, private = resolve_tasks(config, label_info)
+    build_experiment_defence(config, utility, private)  # method params and tasks; discarded
+    if env.is_main:
+        check_writable(run_dir)
+    if splits is None:
+        splits = _load_data_rank0_first(config, env)
+        check_splits(splits)
+    utility, private = resolve_tasks(config, splits["train"].label_info)
+    check_task_classes(splits["train"], utility, private)
+    found = task_warnings(utility, private)
+    if env.is_main:
+        for message in found:
+            warnings.warn(message, UserWarning, stacklevel=3)
+    return _Checked(env, context, splits, utility, private, found)
+
+
+def _device(config: ExperimentConfig, local_rank: int = 0) -> torch.device:
+    try:
+        return resolve_device(config.train.device, local_rank)
+    except RuntimeError as error:  # cuda asked for, none present
+        raise ConfigError(f"train.device: {error}") from error
+
+
+def _step_context(config: ExperimentConfig, env: DistributedEnv) -> StepContext:
+    device = _device(config, env.local_rank)
+    try:
+        return StepContext(device, config.train.precision, config.train.channels_last, env)
+    except ValueError as error:
+        raise ConfigError(f"train.precision: {error}") from error
 
 
 def _check_divisible_batches(config: ExperimentConfig, env: DistributedEnv) -> None:
@@ -298,7 +397,8 @@ def _tensorboard_writer(run_dir: Path):
     return SummaryWriter(log_dir=str(run_dir / "tb"))
 
 
-def _leakage_stage(config, defence, splits, private, context, run_dir) -> dict[str, Any] | None:
+def _leakage_stage(config, defence, splits, private, context, run_dir,
+                   key) -> dict[str, Any] | None:
     attack = config.attacks.leakage
     if not attack.enabled:
         return None
@@ -313,11 +413,12 @@ def _leakage_stage(config, defence, splits, private, context, run_dir) -> dict[s
         )
         return result.to_dict()
 
-    return _cached_stage(run_dir / "attacks" / "leakage.json", asdict(attack), compute,
-                         context.distributed)
+    return _cached_stage(run_dir / "attacks" / "leakage.json", {**key, "attack": asdict(attack)},
+                         compute, context.distributed)
 
 
-def _reconstruction_stage(config, defence, splits, context, run_dir) -> dict[str, Any] | None:
+def _reconstruction_stage(config, defence, splits, context, run_dir,
+                          key) -> dict[str, Any] | None:
     attack = config.attacks.reconstruction
     if not attack.enabled or not defence.obfuscates:
         return None
@@ -342,12 +443,12 @@ def _reconstruction_stage(config, defence, splits, context, run_dir) -> dict[str
             save_decoder(capture.decoder, run_dir)
         return result.to_dict()
 
-    return _cached_stage(run_dir / "attacks" / "reconstruction.json", asdict(attack), compute,
-                         context.distributed)
+    return _cached_stage(run_dir / "attacks" / "reconstruction.json",
+                         {**key, "attack": asdict(attack)}, compute, context.distributed)
 
 
 def _worst_case_stage(config, defence, splits, utility, private, context, run_dir, test_utility,
-                      leakage, reconstruction) -> dict[str, Any] | None:
+                      leakage, reconstruction, key) -> dict[str, Any] | None:
     """``attacks.suite: worst-case``: the attacker suite, multi-query averaging with and without
     keyed noise, and identity leakage (:mod:`noisyarl.attacks.suite`), cached like the others.
 
@@ -378,7 +479,7 @@ def _worst_case_stage(config, defence, splits, utility, private, context, run_di
                               test_utility=test_utility, paper_leakage=leakage,
                               paper_reconstruction=reconstruction)
 
-    stage_settings = {"worst_case": asdict(attacks.worst_case),
+    stage_settings = {**key, "worst_case": asdict(attacks.worst_case),
                       "leakage": asdict(attacks.leakage),
                       "reconstruction": asdict(attacks.reconstruction)}
     return _cached_stage(run_dir / "attacks" / "worst_case.json", stage_settings, compute, env)
@@ -414,6 +515,8 @@ def _metrics(config, defence, utility, private, splits, fitted, test_utility, le
         "client_cost": cost.to_dict() if hasattr(cost, "to_dict") else dict(vars(cost)),
         "client_gflops": cost.gflops,
         "seed": config.seed,
+        "split_seed": config.data.split_seed,
+        "stem": backbone_stem(config.data.image_size),
         "samples": {name: len(split) for name, split in splits.items()},
         "device": str(device),
         "precision": config.train.precision,
@@ -461,9 +564,14 @@ def summary_row(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _notes(metrics: dict[str, Any]) -> list[str]:
     noise = "on" if metrics["noise"] and metrics["sigma"] > 0 else "off"
+    stem = ("cifar (3x3 stride-1 first convolution, no max-pool: inputs of at most 32 px)"
+            if metrics["stem"] == "cifar" else "imagenet (7x7 stride-2 convolution, max-pool)")
     return [
+        *(f"Warning: {message}." for message in metrics.get("warnings", [])),
         f"Device: {metrics['device']}, precision {metrics['precision']}; noise {noise} "
         "in training, evaluation and attacks.",
+        f"ResNet stem: {stem}; train/valid split drawn with data.split_seed "
+        f"{metrics['split_seed']} where the dataset has no split column.",
         "Privacy = best-test-epoch accuracy of a fresh attacker on frozen z (paper protocol); "
         f"last epoch {metrics['privacy_last_epoch']}, at best validation epoch "
         f"{metrics['privacy_at_best_valid']}.",

@@ -1,24 +1,35 @@
-"""Open a finished (or interrupted) run directory: its config, its tasks and its trained defence.
+"""Run directories: checked before anything is written, and reopened once finished.
 
 ``run_experiment`` writes ``config.yaml``, ``tasks.json`` (the two tasks' label descriptions, so
 that a run can be reopened without its dataset on disk) and ``checkpoints/best.pt``. Export,
 latency, the split-inference service and the user-study kit all start from :func:`load_run`.
+
+Before a run writes its first byte, :func:`check_run_dir` refuses a folder that already holds a
+run (unless resumed with the same training settings) and :func:`check_writable` that ``--out``
+can be created and written.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from noisyarl.config import ConfigError, ExperimentConfig, load_config
+from noisyarl.config import ConfigError, ExperimentConfig, config_to_dict, load_config
 from noisyarl.data.base import LabelInfo
 from noisyarl.data.tasks import Task
 from noisyarl.methods import Defence
-from noisyarl.training.checkpoint import load_checkpoint
+from noisyarl.training.checkpoint import DamagedCheckpointError, load_checkpoint
 from noisyarl.utils.io import read_json, write_json
 
 TASKS_FILE = "tasks.json"
+#: What makes a folder a run directory (``run`` without ``--resume`` refuses to reuse it).
+RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.json")
+#: Config sections a checkpoint does not depend on: they may change on ``--resume``.
+NOT_TRAINING = ("attacks", "compare", "sweep", "reference")
+#: Keys of ``train`` that change neither the weights nor the results.
+DISPLAY_ONLY = ("progress", "keep_checkpoints")
 
 
 @dataclass
@@ -76,9 +87,114 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     config = load_config(config_path)
     utility, private = load_tasks(run_dir, config)
     defence = build_experiment_defence(config, utility, private)
-    defence.load_state_dict(load_checkpoint(best)["model"])
+    try:
+        weights = load_checkpoint(best)["model"]
+    except DamagedCheckpointError as error:
+        raise ConfigError(f"{error}: the trained weights of {run_dir} cannot be read; restore "
+                          "best.pt from a copy, or train again with a new --out") from error
+    defence.load_state_dict(weights)
     defence.eval()
     return LoadedRun(run_dir, config, utility, private, defence)
+
+
+def training_part(config: ExperimentConfig) -> dict[str, Any]:
+    """What the trained weights depend on: the config without the attacks, the study settings
+    (``compare``, ``sweep``, ``reference``) and what only changes the display or the clean-up
+    (``train.progress``, ``train.keep_checkpoints``)."""
+    values = config_to_dict(config)
+    for section in NOT_TRAINING:
+        values.pop(section)
+    for key in DISPLAY_ONLY:
+        values["train"].pop(key)
+    return values
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any],
+                       prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, saved value, current value) of every leaf that differs; a key missing on
+    one side has the value ``"(unset)"`` there."""
+    differences = []
+    for key in sorted(set(saved) | set(current), key=str):
+        name = f"{prefix}{key}"
+        old, new = saved.get(key, "(unset)"), current.get(key, "(unset)")
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += config_differences(old, new, f"{name}.")
+        elif old != new:
+            differences.append((name, old, new))
+    return differences
+
+
+def check_run_dir(config: ExperimentConfig, run_dir: str | Path, resume: bool) -> None:
+    """Refuse, before anything is written, a run directory that this run must not touch.
+
+    Without ``resume`` a folder holding a run (``config.yaml``, ``checkpoints/`` or
+    ``metrics.json``) is refused. With ``resume`` its ``config.yaml`` must agree with
+    ``config`` in everything training depends on (:func:`training_part`); attack settings
+    may differ (the attack stages then run again and ``config.yaml`` is rewritten).
+    Raises :class:`ConfigError`; reads files only.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file, not a folder; choose another --out")
+    present = [name for name in RUN_MARKERS if (run_dir / name).exists()]
+    if not present:
+        return
+    if not resume:
+        raise ConfigError(_refusal(run_dir, present))
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"--resume: {run_dir} holds {', '.join(present)} but no config.yaml, "
+                          "so it cannot be checked against this config; choose a new --out")
+    differences = config_differences(training_part(load_config(saved)), training_part(config))
+    if differences:
+        shown = "; ".join(f"{key}: {_show(old)} in {saved}, {_show(new)} now"
+                          for key, old, new in differences)
+        raise ConfigError(f"--resume: the training settings differ from the run's ({shown}); "
+                          "resume with its own config, or choose a new --out (only attack "
+                          "settings may change on --resume)")
+
+
+def _refusal(run_dir: Path, present: list[str]) -> str:
+    if "metrics.json" in present:
+        return (f"{run_dir} already holds a finished run; choose a new --out for a new run "
+                "(--resume with the same training settings reuses it); nothing was written")
+    return (f"{run_dir} already holds an interrupted run ({', '.join(present)}): pass --resume "
+            "to continue it with the same config, or choose a new --out (a finished run also "
+            "needs a new --out); nothing was written")
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) and value != "(unset)" else str(value)
+
+
+def check_writable(run_dir: str | Path) -> None:
+    """Check that ``run_dir`` can be created and written, leaving no trace: folders created
+    for the check and its probe file are removed again. Raises :class:`ConfigError` naming
+    the path (a parent that is a file, a read-only folder, a full disk)."""
+    run_dir = Path(run_dir)
+    missing, existing = [], run_dir
+    while not existing.exists():
+        missing.append(existing)
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {run_dir}: {existing} is a file, not a folder; "
+                          "choose another --out")
+    created: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            created.append(folder)
+        probe = run_dir / f".write-probe.{uuid.uuid4().hex}.tmp"
+        try:
+            probe.write_bytes(b"probe")
+        finally:
+            probe.unlink(missing_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--out {run_dir}: cannot write there ({error.strerror or error}); "
+                          "choose another --out or make it writable") from error
+    finally:
+        for folder in reversed(created):
+            folder.rmdir()
 
 
 def _info_to_dict(info: LabelInfo) -> dict[str, Any]:

@@ -10,10 +10,12 @@ so the test split never takes part in the choice.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from noisyarl.compare import check_before_decoding
 from noisyarl.config import ConfigError, ExperimentConfig
 from noisyarl.data.base import ImageSplit
 from noisyarl.evaluation.plots import plot_sigma_sweep
@@ -66,6 +68,20 @@ def check_sweepable(config: ExperimentConfig) -> None:
                           "needs the leakage attack")
 
 
+def sweep_points(config: ExperimentConfig, sigmas: list[float],
+                 reconstruction: bool = False) -> list[ExperimentConfig]:
+    """One experiment config per σ: ``config``'s method at that σ, the reconstruction attack
+    kept only with ``reconstruction``."""
+    points = []
+    for sigma in sigmas:
+        point = config.with_method(dataclasses.replace(config.method, sigma=float(sigma)))
+        point.attacks = dataclasses.replace(point.attacks, reconstruction=dataclasses.replace(
+            point.attacks.reconstruction,
+            enabled=reconstruction and point.attacks.reconstruction.enabled))
+        points.append(point)
+    return points
+
+
 def run_sigma_sweep(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -74,29 +90,34 @@ def run_sigma_sweep(
     resume: bool = False,
     splits: dict[str, ImageSplit] | None = None,
     reconstruction: bool = False,
+    runs_dir: str | Path | None = None,
 ) -> SweepResult:
     """Run ``config`` once per σ (default ``config.sweep.sigmas``) and write the sweep files.
 
     reconstruction: also run the reconstruction attack at every σ (off by default: the choice
     of σ does not use it and it dominates CPU time). ``resume`` continues interrupted runs and
-    reuses finished ones. Returns the rows and the validation-chosen σ.
+    reuses finished ones. runs_dir: where the runs go (default ``out_dir/runs``). Returns the
+    rows and the validation-chosen σ.
     """
     check_sweepable(config)
     sigmas = list(config.sweep.sigmas if sigmas is None else sigmas)
-    if not sigmas or any(sigma < 0 for sigma in sigmas):
-        raise ConfigError(f"sweep.sigmas: need one or more values >= 0, got {sigmas}")
+    if not sigmas or not all(math.isfinite(sigma) and sigma >= 0 for sigma in sigmas):
+        raise ConfigError(f"sweep.sigmas: need one or more finite values >= 0, got {sigmas}")
+    if len({float(sigma) for sigma in sigmas}) < len(sigmas):
+        raise ConfigError(f"sweep.sigmas: every σ must differ, got {sigmas}")
     out_dir = Path(out_dir)
+    runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
+    points = sweep_points(config, sigmas, reconstruction)
+    check_before_decoding(config, [runs_dir / point.run_name() for point in points],
+                          out_dir / "sweep.json", resume=resume, labels=splits is None)
     splits = splits or load_experiment_data(config, progress=config.train.progress)
     metrics = {}
-    for sigma in sigmas:
-        point = config.with_method(dataclasses.replace(config.method, sigma=float(sigma)))
-        point.attacks = dataclasses.replace(point.attacks, reconstruction=dataclasses.replace(
-            point.attacks.reconstruction,
-            enabled=reconstruction and point.attacks.reconstruction.enabled))
+    for point in points:
         print(f"\n== {point.run_name()}")
-        metrics[float(sigma)] = run_experiment(point, out_dir / "runs" / point.run_name(),
-                                               resume=resume, splits=splits)
-        if metrics[float(sigma)]["delta"] is None:
+        sigma = point.method.sigma
+        metrics[sigma] = run_experiment(point, runs_dir / point.run_name(), resume=resume,
+                                        splits=splits)
+        if metrics[sigma]["delta"] is None:
             raise ConfigError("tasks.utility: the sweep needs a classification utility (Δ is "
                               "not defined for a regression utility)")
     rows = [sweep_row(m) for m in metrics.values()]
@@ -121,4 +142,5 @@ def _write_sweep(out_dir: Path, config: ExperimentConfig, rows, best_sigma: floa
     print(f"\nbest σ on the validation split: {best_sigma:g}; wrote {out_dir / 'report.md'}")
 
 
-__all__ = ["SWEEP_COLUMNS", "SweepResult", "run_sigma_sweep", "sweep_row", "validation_delta"]
+__all__ = ["SWEEP_COLUMNS", "SweepResult", "run_sigma_sweep", "sweep_points", "sweep_row",
+           "validation_delta"]

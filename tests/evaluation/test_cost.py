@@ -70,7 +70,7 @@ def resnet18_prefix(k: int) -> nn.Sequential:
     return nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool, *layers)
 
 
-# method.md: at 178x178, RN18_1..4 = 0.37, 0.65, 0.95, 1.25 GMACs and 0.16, 0.68, 2.78, 11.2 M
+# docs/method.md: at 178x178, RN18_1..4 = 0.37, 0.65, 0.95, 1.25 GMACs and 0.16, 0.68, 2.78, 11.2 M
 # parameters; z = 256x12x12 for K = 3 and 512x6x6 for K = 4.
 PAPER_RN18 = {1: (0.37, 0.16, None), 2: (0.65, 0.68, None),
               3: (0.95, 2.78, (256, 12, 12)), 4: (1.25, 11.2, (512, 6, 6))}

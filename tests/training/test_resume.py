@@ -19,9 +19,16 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from torch import nn
 
-from noisyarl.config import config_from_dict
+from noisyarl.config import ConfigError, config_from_dict
+from noisyarl.data.base import ImageSplit, LabelInfo
+from noisyarl.data.tasks import Task
+from noisyarl.methods.base import Defence, DefenceSpec
 from noisyarl.sweep import run_sigma_sweep
+from noisyarl.training.checkpoint import save_checkpoint
+from noisyarl.training.loop import FitResult, LoopSettings, fit, prune_checkpoints
+from noisyarl.training.precision import StepContext
 from noisyarl.utils.io import is_temporary, read_json, to_json_value
 
 METRIC_KEYS = ("utility", "utility_valid", "best_epoch", "privacy", "privacy_last_epoch",
@@ -208,3 +215,88 @@ def test_a_resumed_sweep_reuses_its_finished_runs_untouched(tiny_celeba_root, tm
     assert second.metrics[0.0] == to_json_value(first.metrics[0.0])
     assert [row["sigma"] for row in second.rows] == [0.0, 1.0]
     assert read_json(out / "sweep.json")["rows"][1]["sigma"] == 1.0
+
+
+# --- a finished training after its last.pt is pruned; a damaged last.pt --------------------
+
+PIXEL = Task("y", LabelInfo(kind="binary"))
+
+
+class _PixelProbe(Defence):
+    """A logistic regression on the mean colour: a defence that trains in milliseconds."""
+
+    name = "pixel_probe"
+    Params = dict
+
+    def __init__(self) -> None:
+        super().__init__(DefenceSpec(PIXEL, PIXEL, 1, 0.0, False, {}, 8))
+        self.client = nn.AdaptiveAvgPool2d(1)
+        self.utility_head = nn.Sequential(nn.Flatten(), nn.Linear(3, 1))
+
+    def configure_optimizers(self):
+        return {"main": torch.optim.Adam(self.utility_head.parameters(), lr=0.05)}
+
+    def train_step(self, images, utility_target, private_target, optimizers, context):
+        out = self.utility_head(self.client(images))
+        loss = PIXEL.loss(out, utility_target)
+        context.step(loss, optimizers["main"])
+        return {"utility_loss": loss.detach(), "utility_correct": PIXEL.score_sum(out,
+                                                                               utility_target)}
+
+    def make_attacker(self, num_outputs):
+        return nn.Sequential(nn.Flatten(), nn.Linear(3, num_outputs))
+
+
+def _pixel_fit(checkpoint_dir: Path, resume: bool = False,
+               defence: _PixelProbe | None = None) -> tuple[_PixelProbe, FitResult]:
+    """Two epochs of :class:`_PixelProbe` on 24 + 8 random 8 px images."""
+    generator = torch.Generator().manual_seed(1)
+
+    def split(n: int) -> ImageSplit:
+        images = torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=generator)
+        return ImageSplit(images, {"y": torch.randint(0, 2, (n,), generator=generator)},
+                          {"y": PIXEL.info})
+
+    defence = defence or _PixelProbe()
+    settings = LoopSettings(epochs=2, batch_size=8, augment=False, progress=False)
+    result = fit(defence, {"train": split(24), "valid": split(8)}, PIXEL, PIXEL,
+                 StepContext(torch.device("cpu")), settings, checkpoint_dir, resume=resume)
+    return defence, result
+
+
+def test_a_pruned_finished_training_resumes_without_training_again(tmp_path):
+    trained, first = _pixel_fit(tmp_path)
+    assert prune_checkpoints(tmp_path) == [tmp_path / "last.pt"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["best.pt", "trained.pt"]
+
+    def never(*args):
+        raise AssertionError("trained again")
+
+    reopened = _PixelProbe()
+    reopened.train_step = never
+    _, again = _pixel_fit(tmp_path, resume=True, defence=reopened)
+    assert (again.best_epoch, again.best_valid_utility, again.history) == (
+        first.best_epoch, first.best_valid_utility, first.history)
+    for name, value in trained.state_dict().items():
+        assert torch.equal(reopened.state_dict()[name], value), name
+    with pytest.raises(FileExistsError, match="--resume"):  # a fresh fit does not overwrite it
+        _pixel_fit(tmp_path)
+
+
+def test_prune_keeps_last_pt_of_an_unfinished_training(tmp_path):
+    save_checkpoint(tmp_path / "last.pt", {"epoch": 1})
+    assert prune_checkpoints(tmp_path) == [] and (tmp_path / "last.pt").is_file()
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_a_damaged_last_pt_names_the_file_and_what_to_do(damage, tmp_path):
+    _pixel_fit(tmp_path / "whole")
+    whole = (tmp_path / "whole" / "last.pt").read_bytes()
+    last = tmp_path / "cut" / "last.pt"
+    last.parent.mkdir()
+    last.write_bytes(b"" if damage == "empty" else whole[: len(whole) // 2])
+    with pytest.raises(ConfigError) as raised:
+        _pixel_fit(last.parent, resume=True)
+    message = str(raised.value)
+    assert f"{last} is damaged (" in message and "\n" not in message
+    assert "the last good epoch cannot be recovered" in message and "new --out" in message

@@ -1,7 +1,7 @@
 """The attribute-leakage attackers of the worst-case suite, by name.
 
 Every attacker is trained (or fitted) on frozen obfuscated features ``z`` of the training split
-and scored on the test split, with the noise on (method.md section 3). The paper's protocol uses
+and scored on the test split, with the noise on (docs/method.md §3). The paper's protocol uses
 one of them, ``proxy``; the worst-case evaluation reports them all and their maximum:
 
 - ``proxy``: a fresh copy of the defence's own proxy adversary (``Defence.make_attacker``), the

@@ -1,5 +1,5 @@
 """Privacy-leakage attack: a fresh attacker trained on frozen obfuscated features
-(method.md section 3).
+(docs/method.md §3).
 
 The attacker (by default shaped like the defence's proxy adversary) learns the private label from
 ``z`` of the training split; its accuracy on the test split is the defence's *privacy* figure

@@ -1,5 +1,5 @@
 """Reconstruction attack: a decoder trained with MSE to invert the frozen client
-(method.md section 3). Scored by PSNR and SSIM with data_range 1 on the test split.
+(docs/method.md §3). Scored by PSNR and SSIM with data_range 1 on the test split.
 
 The decoder takes the layout of ``z`` from the client itself: a feature map [B, C, h, w], or a
 vector [B, D] (e.g. MaxEnt-ARL's embedding) that it first lifts to a map with a linear layer."""

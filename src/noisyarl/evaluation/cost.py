@@ -8,12 +8,12 @@ figures are for **one image** (batch 1), the module in eval mode under ``torch.n
   ``2 · N · C_out · C_in/groups · k_h · k_w · H_out · W_out``, its matmul formula ``2·m·k·n``).
   Bias additions, batch norm, activations, pooling, residual additions and the noise are not
   counted; for ResNet-style clients they are well under 1% of the total.
-  ``gflops = flops / 1e9``; halve it for GMACs (the unit of method.md's 0.37 ... 1.25 figures).
+  ``gflops = flops / 1e9``; halve it for GMACs (the unit of docs/method.md's 0.37 ... 1.25 figures).
 * **Parameters**: elements of the module's distinct parameters (buffers such as batch-norm
   running statistics are not counted).
 * **Peak activation memory**: see :func:`peak_activation_bytes`.
 * **z**: per-sample shape, and bytes on the wire as float32 (4 bytes per element), whatever dtype
-  the module computes in. With noisy ARL's large σ, z does not fit float16 (method.md §2).
+  the module computes in. With noisy ARL's large σ, z does not fit float16 (docs/method.md §2).
 """
 
 from __future__ import annotations

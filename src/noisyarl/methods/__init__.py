@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from typing import Any
 
 from noisyarl.methods.base import Defence, DefenceSpec
@@ -21,24 +24,71 @@ METHODS: dict[str, type[Defence]] = {
 }
 
 
-def method_params(name: str, values: dict[str, Any]) -> Any:
+def method_params(name: str, values: dict[str, Any], prefix: str = "method") -> Any:
     """Validate ``method.params`` into the method's ``Params`` dataclass.
 
+    Every value is checked against its field's type (a float field takes any finite number, an
+    int field an integer; true/false is not a number) before the dataclass's own range checks.
+    ``prefix`` is the config key of the method (``compare[0].method``) that messages name.
     Raises ``ValueError`` naming the unknown key or the bad value.
     """
     if name not in METHODS:
-        raise ValueError(f"method.name: unknown method {name!r} (known: {', '.join(METHODS)})")
+        raise ValueError(f"{prefix}.name: unknown method {name!r} (known: {', '.join(METHODS)})")
     params_cls = METHODS[name].Params
-    known = {f.name for f in dataclasses.fields(params_cls)}
+    hints = typing.get_type_hints(params_cls)
+    known = [f.name for f in dataclasses.fields(params_cls)]
     for key in values:
         if key not in known:
-            raise ValueError(
-                f"method.params.{key}: unknown key for {name} (known: {', '.join(sorted(known))})"
-            )
+            raise ValueError(_unknown_param(name, key, known, prefix))
+    checked = {key: _param_value(value, hints[key], f"{prefix}.params.{key}")
+               for key, value in values.items()}
     try:
-        return params_cls(**values)
+        return params_cls(**checked)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"method.params: {error}") from error
+        raise ValueError(f"{prefix}.params: {error}") from error
+
+
+def _unknown_param(name: str, key: str, known: list[str], prefix: str) -> str:
+    """The message for a params key that ``name`` does not have (maybe another method's)."""
+    message = f"{prefix}.params.{key}: unknown key for {name} (known: {', '.join(sorted(known))})"
+    owners = [other for other, method in METHODS.items()
+              if other != name and key in {f.name for f in dataclasses.fields(method.Params)}]
+    if not owners:
+        return message
+    clear = ("clear them with --set method.params={}" if prefix == "method"
+             else f"remove them from {prefix}.params")
+    return f"{message}; these params belong to another method ({', '.join(owners)}): {clear}"
+
+
+def _param_value(value: Any, hint: Any, key: str) -> Any:
+    """``value`` checked against a ``Params`` field's type hint; raises ``ValueError``."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [option for option in args if option is not type(None)]
+        return _param_value(value, options[0], key) if len(options) == 1 else value
+    if typing.get_origin(hint) is typing.Literal:
+        if value not in args:
+            raise ValueError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if hint is bool and not isinstance(value, bool):
+        raise ValueError(f"{key}: expected true or false, got {value!r}")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{key}: expected a number, got {value!r}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the float range
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(f"{key}: must be a finite number, got {value!r}")
+        return number
+    if hint is str and not isinstance(value, str):
+        raise ValueError(f"{key}: expected a string, got {value!r}")
+    return value
 
 
 def build_defence(name: str, spec: DefenceSpec) -> Defence:

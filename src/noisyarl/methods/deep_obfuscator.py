@@ -1,4 +1,4 @@
-"""DeepObfuscator (Li et al., IoTDI 2021) as a defence (method.md section 5).
+"""DeepObfuscator (Li et al., IoTDI 2021) as a defence (docs/method.md §5).
 
 Client: the obfuscator ``E`` = VGG16-BN blocks 1-2, no noise module; it sends
 ``z = E(x)`` [B, 128, S/4, S/4]. Server: the utility classifier ``T`` = VGG16-BN blocks 3-5 + FC.
@@ -19,8 +19,8 @@ the paper reports MS-SSIM, but training needs a differentiable reconstruction er
 reconstruction attack of this project is trained with the same MSE.
 
 Sources of the defaults (:class:`DeepObfuscatorParams`): the architectures are the paper's
-(method.md section 5). The paper's values of lambda1, lambda2 and its optimiser settings are not
-in method.md, so they are the project's choices, documented on each field.
+(docs/method.md §5). The paper's values of lambda1, lambda2 and its optimiser settings are not
+in docs/method.md, so they are the project's choices, documented on each field.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class DeepObfuscator(Defence):
             utility_loss = utility.loss(utility_out, utility_target)
             adversary_loss = private.loss(self.adversary(z), private_target)
             reconstruction_loss = reconstruction_error(self.reconstructor(z), images)
-            # The obfuscator maximises both adversaries' errors (method.md section 5).
+            # The obfuscator maximises both adversaries' errors (docs/method.md §5).
             obfuscator_loss = (
                 utility_loss
                 - params.lambda1 * adversary_loss

@@ -1,6 +1,6 @@
 """DISCO: Dynamic and Invariant Sensitive Channel Obfuscation (Singh et al., CVPR 2021).
 
-Baseline of method.md section 5. Client: ResNet18 through layer2 (the encoder, ``z`` with
+Baseline of docs/method.md §5. Client: ResNet18 through layer2 (the encoder, ``z`` with
 C = 128 channels) followed by a channel pruner, itself a ResNet18 tail (layer3, layer4, avgpool,
 fc) that gives one score ``s_c`` per channel of each sample. The soft mask is
 ``m_c = sigmoid((s_c - tau) * temperature)`` with ``tau`` the sample's score at sorted (ascending)
@@ -16,10 +16,10 @@ encoder's gradient includes the path through the pruner's scores, as in the auth
 pruner descends ``(1 - alpha) * L_util - alpha * L_proxy``; the proxy adversary descends its own
 loss on the detached ``z'``.
 
-Defaults and their sources (method.md section 5): ``prune_ratio`` R = 0.9 (the paper; the
+Defaults and their sources (docs/method.md §5): ``prune_ratio`` R = 0.9 (the paper; the
 authors' later code uses 0.99), ``alpha`` = 0.5, ``temperature`` = 30 (the authors' code divides
 by a temperature of 1/30). ``lr`` = 1e-3 with Adam for every part is the project's decision
-(method.md gives no DISCO value; it is noisy ARL's setting).
+(docs/method.md gives no DISCO value; it is noisy ARL's setting).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from noisyarl.methods.base import Defence, DefenceSpec
 from noisyarl.models import ReconstructionDecoder, resnet18_prefix, resnet18_suffix
 from noisyarl.training.precision import StepContext
 
-#: DISCO splits ResNet18 after layer2 (method.md section 5), whatever ``spec.split`` says.
+#: DISCO splits ResNet18 after layer2 (docs/method.md §5), whatever ``spec.split`` says.
 SPLIT = 2
 #: Channels of ResNet18's layer2 output, the ``C`` of ``z``.
 Z_CHANNELS = 128

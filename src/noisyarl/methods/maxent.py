@@ -1,4 +1,4 @@
-"""MaxEnt-ARL (Roy & Boddeti, CVPR 2019) as a defence (method.md section 5).
+"""MaxEnt-ARL (Roy & Boddeti, CVPR 2019) as a defence (docs/method.md §5).
 
 Maximum-entropy adversarial representation learning is a non-zero-sum game: the encoder does not
 try to make the proxy adversary wrong (maximise its cross-entropy, as noisy ARL's obfuscator does)
@@ -22,14 +22,14 @@ Per batch, alternating one step each:
 2. ``A`` descends its own :meth:`Task.loss` for the private label on ``z.detach()``.
 
 The entropy term is always on when ``alpha > 0``; there is no switch that turns it off (the
-authors' example script trains with its privacy flag off, a pitfall named in method.md).
+authors' example script trains with its privacy flag off, a pitfall named in docs/method.md).
 
 Private task: binary or multi-class only. A regression private task (e.g. landmarks) has no
 predictive distribution whose entropy could be maximised; :class:`MaxEntARL` raises ``ValueError``
 for one.
 
 Sources of the defaults (:class:`MaxEntParams`): architecture, dropout 0.5, embedding size 128,
-optimisers and cosine schedules are the authors' code for CIFAR (method.md section 5). Where the
+optimisers and cosine schedules are the authors' code for CIFAR (docs/method.md §5). Where the
 code leaves the utility head unscheduled, this project schedules it with the encoder (one
 optimiser, two parameter groups). ``alpha`` is explained on its field.
 """

@@ -1,4 +1,4 @@
-"""Noisy ARL, the paper's method (method.md section 2).
+"""Noisy ARL, the paper's method (docs/method.md §2).
 
 Client: ``RN18_K`` followed by the noise module ``z = h + sigma * eps``. Server: the utility
 head ``T`` (the rest of ResNet18). A proxy adversary ``A`` of the same shape predicts the private
@@ -35,6 +35,9 @@ class NoisyARLParams:
             raise ValueError("lambda_adv must be >= 0")
         if self.lr <= 0:
             raise ValueError("lr must be > 0")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 class NoisyARL(Defence):
@@ -73,7 +76,7 @@ class NoisyARL(Defence):
             adversary_out = self.adversary(z)
             utility_loss = utility.loss(utility_out, utility_target)
             adversary_loss = private.loss(adversary_out, private_target)
-            # The obfuscator maximises the adversary's loss (section 2 of method.md).
+            # The obfuscator maximises the adversary's loss (docs/method.md §2).
             obfuscator_loss = utility_loss - lambda_adv * adversary_loss
         context.step(obfuscator_loss, optimizers["main"])
 

@@ -2,7 +2,7 @@
 
 The client sends the image itself (identity), the utility head is a whole ResNet18, and the
 leakage attack trains another whole ResNet18 on raw images for the private label, which gives the
-upper bound's private-task accuracy (method.md section 1).
+upper bound's private-task accuracy (docs/method.md §1).
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ class UpperBoundParams:
     """lr: Adam learning rate of the ResNet18 (same as the paper's 1e-3)."""
 
     lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 class UpperBound(Defence):

@@ -1,4 +1,4 @@
-"""Reconstruction decoder of the attack (DeepObfuscator's architecture, method.md section 3).
+"""Reconstruction decoder of the attack (DeepObfuscator's architecture, docs/method.md §3).
 
 The transmitted ``z`` is either a feature map [B, C, h, w] (noisy ARL, DISCO, DeepObfuscator) or a
 vector [B, D] (MaxEnt-ARL's 128-d embedding). A vector is first lifted by a learned linear layer

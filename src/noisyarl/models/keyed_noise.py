@@ -1,7 +1,7 @@
 """Keyed noise: the same image always gets the same noise, so averaging repeated queries of it
 gains nothing.
 
-Noisy ARL draws ``ε`` afresh on every query (method.md section 2). An attacker who receives k
+Noisy ARL draws ``ε`` afresh on every query (docs/method.md §2). An attacker who receives k
 obfuscations of the *same* image (retries, a static video) averages them and sees
 ``h + σ·ε̄`` with ``std(ε̄) = 1/√k``. :class:`KeyedObfuscator` instead derives ``ε`` from a
 secret key held on the client and the image's content::

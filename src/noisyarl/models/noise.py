@@ -1,4 +1,4 @@
-"""The noise module of noisy ARL: ``z = h + sigma * eps``, ``eps ~ N(0, I)`` (method.md sec. 2)."""
+"""The noise module of noisy ARL: ``z = h + sigma * eps``, ``eps ~ N(0, I)`` (docs/method.md §2)."""
 
 from __future__ import annotations
 

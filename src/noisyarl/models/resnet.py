@@ -1,7 +1,7 @@
 """ResNet18 split into a client prefix (the obfuscator ``RN18_K``) and a server suffix.
 
 ``resnet18_prefix(K)`` holds torchvision ResNet18's conv1, bn1, relu, maxpool, layer1..layerK
-(method.md section 2); ``resnet18_suffix(K, n)`` holds layer(K+1)..layer4, avgpool and a fresh fc
+(docs/method.md §2); ``resnet18_suffix(K, n)`` holds layer(K+1)..layer4, avgpool and a fresh fc
 with ``n`` outputs. ``K = 0`` gives an identity prefix and the whole network as suffix (the "RN18"
 upper bound trained on raw images). Everything is trained from scratch (no pretrained weights).
 

@@ -1,4 +1,4 @@
-"""VGG16 with batch normalisation, split after block 2 for DeepObfuscator (method.md section 5).
+"""VGG16 with batch normalisation, split after block 2 for DeepObfuscator (docs/method.md §5).
 
 VGG16-BN (Simonyan & Zisserman 2015; torchvision's ``vgg16_bn`` layout) is five blocks of
 3x3 convolution (padding 1, with bias) + BN + ReLU, each block ending in a 2x2 max-pool:

@@ -4,7 +4,10 @@ The loop owns data, devices, precision, logging, checkpoints and model selection
 (:class:`noisyarl.methods.Defence`) owns its models, losses and update rule. After every epoch the
 whole state (models, optimisers, RNG, history, best epoch) is written atomically to
 ``checkpoints/last.pt``, so ``fit(..., resume=True)`` continues from the last completed epoch and
-ends exactly where an uninterrupted run would (on CPU, same seeds).
+ends exactly where an uninterrupted run would (on CPU, same seeds). When training completes,
+``checkpoints/trained.pt`` records its outcome (best epoch, history); once ``last.pt`` is no
+longer needed (:func:`prune_checkpoints`), ``fit(..., resume=True)`` takes the finished training
+back from ``trained.pt`` and ``best.pt`` without training again.
 
 Under ``torchrun`` (``context.distributed`` with several ranks) every rank trains on its shard of
 each global batch (:func:`noisyarl.data.augment.iterate_batches`), the logged scalars and the
@@ -25,11 +28,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from noisyarl.config import ConfigError
 from noisyarl.data.augment import iterate_batches
 from noisyarl.data.base import ImageSplit
 from noisyarl.data.tasks import Task
 from noisyarl.methods.base import Defence
-from noisyarl.training.checkpoint import load_checkpoint, save_checkpoint
+from noisyarl.training.checkpoint import DamagedCheckpointError, load_checkpoint, save_checkpoint
 from noisyarl.training.distributed import (
     DistributedEnv,
     all_gather_states,
@@ -39,6 +43,10 @@ from noisyarl.training.distributed import (
 )
 from noisyarl.training.precision import StepContext
 from noisyarl.utils.seeding import epoch_generator
+
+#: Files of a checkpoint directory: the whole state after the last completed epoch (for
+#: resume), the best-validation weights, and the outcome of a completed training.
+LAST_FILE, BEST_FILE, TRAINED_FILE = "last.pt", "best.pt", "trained.pt"
 
 
 @dataclass
@@ -197,18 +205,18 @@ def fit(
     """
     env = context.distributed
     checkpoint_dir = Path(checkpoint_dir)
-    last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
+    last_path, best_path = checkpoint_dir / LAST_FILE, checkpoint_dir / BEST_FILE
     optimizers = defence.configure_optimizers()
     schedulers = defence.configure_schedulers(optimizers, settings.epochs)
     result = FitResult(best_epoch=0, best_valid_utility=float("nan"))
+    trained_path = checkpoint_dir / TRAINED_FILE
     start_epoch = 1
-    if last_path.exists():
+    if last_path.exists() or trained_path.exists():
         if not resume:
-            raise FileExistsError(
-                f"{last_path} exists: pass --resume to continue that run, or choose a new --out"
-            )
-        start_epoch = _restore(last_path, defence, optimizers, schedulers, result, env,
-                               settings.seed) + 1
+            raise FileExistsError(f"{checkpoint_dir} holds a training: pass --resume to "
+                                  "continue that run, or choose a new --out")
+        start_epoch = _resume_epoch(checkpoint_dir, defence, optimizers, schedulers, result,
+                                    env, settings)
 
     for epoch in range(start_epoch, settings.epochs + 1):
         started = time.perf_counter()
@@ -233,10 +241,70 @@ def fit(
         if env.is_main:
             save_checkpoint(last_path, state)
 
+    if env.is_main and (start_epoch <= settings.epochs or not trained_path.exists()):
+        save_checkpoint(trained_path, _trained_summary(result, settings.epochs))
     barrier(env)  # rank 0 has written best.pt
     best = load_checkpoint(best_path, map_location=context.device)
     defence.load_state_dict(best["model"])
     return result
+
+
+def prune_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
+    """Delete what only an unfinished training needs (``last.pt``: weights, optimiser and
+    scheduler states, RNG) once training has completed; returns the deleted files.
+
+    ``best.pt`` (the trained weights) and ``trained.pt`` (best epoch, history) stay, so that
+    :func:`fit` with ``resume=True`` still returns the finished training without training again.
+    Does nothing before training has completed (no ``trained.pt``).
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    if not (checkpoint_dir / TRAINED_FILE).is_file():
+        return []
+    last = checkpoint_dir / LAST_FILE
+    if not last.exists():
+        return []
+    last.unlink()
+    return [last]
+
+
+def _resume_epoch(checkpoint_dir: Path, defence, optimizers, schedulers, result: FitResult,
+                  env: DistributedEnv, settings: LoopSettings) -> int:
+    """The first epoch still to train: after ``last.pt``'s epoch, or past the end when only
+    ``trained.pt`` is left (a finished training whose ``last.pt`` was pruned)."""
+    last_path = checkpoint_dir / LAST_FILE
+    if last_path.exists():
+        return _restore(last_path, defence, optimizers, schedulers, result, env,
+                        settings.seed) + 1
+    return _restore_trained(checkpoint_dir / TRAINED_FILE, result, settings.epochs) + 1
+
+
+def _trained_summary(result: FitResult, epochs: int) -> dict[str, Any]:
+    return {"epochs": epochs, "best_epoch": result.best_epoch,
+            "best_valid_utility": result.best_valid_utility, "history": result.history,
+            "train_seconds": result.train_seconds}
+
+
+def _restore_trained(path: Path, result: FitResult, epochs: int) -> int:
+    """Fill ``result`` from ``trained.pt`` of a completed training; returns its epochs."""
+    if not (path.parent / BEST_FILE).is_file():
+        raise ConfigError(f"{path.parent}: its training finished but {BEST_FILE} (the trained "
+                          "weights) is missing; use a new --out")
+    try:
+        summary = load_checkpoint(path)
+    except DamagedCheckpointError as error:
+        raise ConfigError(f"{error}; this finished training cannot be reopened from it: move "
+                          f"{path.parent} away to train again, or use a new --out") from error
+    if int(summary["epochs"]) != epochs:
+        raise ConfigError(
+            f"{path.parent}: its training finished after {summary['epochs']} epochs and its "
+            f"{LAST_FILE} was deleted (train.keep_checkpoints: minimal), so it cannot continue "
+            f"to {epochs} epochs; use a new --out"
+        )
+    result.best_epoch = int(summary["best_epoch"])
+    result.best_valid_utility = float(summary["best_valid_utility"])
+    result.history = list(summary["history"])
+    result.train_seconds = float(summary["train_seconds"])
+    return epochs
 
 
 def _state(defence, optimizers, schedulers, result: FitResult, epoch: int,
@@ -274,7 +342,13 @@ def _restore(path: Path, defence, optimizers, schedulers, result: FitResult,
     world size; otherwise (another number of processes) ranks other than 0 start a fresh
     stream from their rank seed, so the resumed run is valid but not bit-identical.
     """
-    state = load_checkpoint(path)
+    try:
+        state = load_checkpoint(path)
+    except DamagedCheckpointError as error:
+        raise ConfigError(
+            f"--resume: {error}; the last good epoch cannot be recovered from it: move it away "
+            "to restart training from epoch 1 in this directory, or use a new --out"
+        ) from error
     defence.load_state_dict(state["model"])
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(state["optimizers"][name])

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
+from noisyarl.config import ConfigError
 from noisyarl.training.distributed import (
     DistributedEnv,
     average_gradients,
@@ -24,17 +25,27 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error.
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a config error.
 
     local_rank: under torchrun, the GPU of this process (``cuda`` -> ``cuda:local_rank``).
+    Raises :class:`~noisyarl.config.ConfigError` for a device name torch does not know and for
+    a CUDA device that this machine does not have.
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ConfigError(f"train.device: {name!r} is not a device (use auto, cpu or cuda[:N])"
+                          ) from error
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is cuda but no CUDA device is available")
+        raise ConfigError(f"train.device: {name} requested but torch.cuda.is_available() is "
+                          "False; use auto or cpu")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: {device} requested but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s); use auto, cuda or cpu")
     return device
 
 

@@ -4,10 +4,13 @@ Every writer here writes a temporary file in the destination's directory, flushe
 then moves it over the destination with :func:`os.replace` (atomic on POSIX and Windows within
 one file system). A reader therefore sees either the old file or the complete new one, and a
 writer that fails part-way (a serializer raising, a full disk) leaves the old file untouched.
+A full disk (or an exhausted quota) is reported as one :class:`DiskFullError` that names the
+file that was not written.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -20,10 +23,32 @@ from typing import Any, BinaryIO
 
 import torch
 
+from noisyarl.config import ConfigError
+
 #: Permission bits asked for new files; the process umask is applied on top, as for ``open()``.
 _NEW_FILE_MODE = 0o666
 #: Names of this module's temporary files: ``.<destination name>.<32 hex digits>.tmp``.
 _TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
+
+
+#: errno values of a full disk: no space left, disk quota exceeded.
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class DiskFullError(ConfigError, OSError):
+    """The disk (or the quota) was full while writing a file: that file was not written.
+
+    The writer removed its temporary file, so the file it would have replaced is intact and
+    nothing else was lost. The command line prints it as one ``error:`` line (exit status 2).
+    """
+
+
+def _disk_full(path: Path, error: OSError) -> DiskFullError:
+    return DiskFullError(
+        f"{os.strerror(error.errno or errno.ENOSPC).lower()}: {path} was not written; its "
+        f"temporary file was removed, the previous {path.name} (if any) is intact and nothing "
+        "else was lost; free some space and run again (--resume continues an interrupted run)"
+    )
 
 
 @contextmanager
@@ -31,9 +56,24 @@ def _atomic_binary_file(path: str | Path) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` when the block ends without an exception.
 
     Parent directories are created. On an exception the temporary file is removed and the old
-    ``path`` (if any) is left as it was.
+    ``path`` (if any) is left as it was; a full disk raises :class:`DiskFullError`.
     """
     path = Path(path)
+    try:
+        with _replacing_temporary(path) as handle:
+            yield handle
+    except DiskFullError:
+        raise
+    except OSError as error:
+        if error.errno in _DISK_FULL:
+            raise _disk_full(path, error) from error
+        raise
+
+
+@contextmanager
+def _replacing_temporary(path: Path) -> Iterator[BinaryIO]:
+    """The temporary file of :func:`_atomic_binary_file`, moved over ``path`` on success and
+    removed on any exception."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp_path = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     descriptor = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE)
@@ -141,6 +181,7 @@ def read_json(path: str | Path) -> Any:
 
 
 __all__ = [
+    "DiskFullError",
     "atomic_torch_save",
     "atomic_write_bytes",
     "atomic_write_text",
