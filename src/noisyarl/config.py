@@ -16,7 +16,6 @@ overrides use dotted keys with YAML values: ``--set train.epochs=3 --set method.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import types
 import typing
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from noisyarl.utils.validate import finite_number
 
 
 class ConfigError(ValueError):
@@ -202,12 +203,9 @@ class ExperimentConfig:
 def _finite(value: int | float, key: str) -> float:
     """``value`` as a float; nan, inf and -inf (YAML ``.nan``, ``.inf``) are rejected."""
     try:
-        number = float(value)
-    except OverflowError:  # an integer beyond the float range
-        number = math.inf
-    if not math.isfinite(number):
-        raise ConfigError(f"{key}: must be a finite number, got {value!r}")
-    return number
+        return finite_number(value, key)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
 
 
 def _reject_non_finite(value: Any, key: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from typing import Any
@@ -14,6 +13,7 @@ from noisyarl.methods.disco import Disco
 from noisyarl.methods.maxent import MaxEntARL
 from noisyarl.methods.noisy_arl import NoisyARL
 from noisyarl.methods.upper_bound import UpperBound
+from noisyarl.utils.validate import finite_number
 
 METHODS: dict[str, type[Defence]] = {
     NoisyARL.name: NoisyARL,
@@ -79,13 +79,7 @@ def _param_value(value: Any, hint: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{key}: expected a number, got {value!r}")
-        try:
-            number = float(value)
-        except OverflowError:  # an integer beyond the float range
-            number = math.inf
-        if not math.isfinite(number):
-            raise ValueError(f"{key}: must be a finite number, got {value!r}")
-        return number
+        return finite_number(value, key)
     if hint is str and not isinstance(value, str):
         raise ValueError(f"{key}: expected a string, got {value!r}")
     return value
