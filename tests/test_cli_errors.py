@@ -62,15 +62,28 @@ def _usage_error(argv: list[str], capsys) -> str:
     return capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("override", "message"), [
+NON_FINITE = [
     ("method.sigma=.inf", "method.sigma: must be a finite number, got inf"),
     ("method.sigma=.nan", "method.sigma: must be a finite number, got nan"),
     ("attacks.leakage.lr=-.inf", "attacks.leakage.lr: must be a finite number"),
     ("sweep.sigmas=[1, .inf]", "sweep.sigmas[1]: must be a finite number"),
     ("method.params.lambda_adv=.inf", "method.params.lambda_adv: must be a finite number"),
     ("method.params={lr: .nan}", "method.params.lr: must be a finite number"),
-])
-def test_non_finite_numbers_are_rejected_naming_the_key(workdir, capsys, override, message):
+]
+OTHER_BAD_VALUES = [
+    ("seed=-1", "seed: must be in 0..4294967295"),
+    ("data.split_seed=-1", "data.split_seed: must be in 0..4294967295"),
+    ("name=a/b", "name: must be a non-empty name without /"),
+    ("train.device=cuda:x", "train.device: must be auto, cpu, cuda or cuda:N"),
+    ("reference={table: '9'}", "reference: no row of the paper's tables matches"),
+    ("reference={tabel: '3'}", "reference: unknown paper-table column(s) ['tabel']"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), NON_FINITE + OTHER_BAD_VALUES)
+def test_bad_values_are_rejected_naming_the_key_before_anything_runs(workdir, capsys, override,
+                                                                     message):
+    """Non-finite numbers anywhere, and other out-of-range values: one line, exit 2."""
     config = _write_config(workdir)
     err = _fails_cleanly(["run", str(config), "--out", "run", "--set", override], workdir,
                          capsys)
@@ -133,21 +146,6 @@ def test_sizes_and_epochs_must_be_positive_at_config_time(workdir, capsys, overr
     err = _fails_cleanly(["run", str(config), "--out", "run", "--set", override], workdir,
                          capsys)
     assert f"{key}: must be >= 1" in err
-
-
-@pytest.mark.parametrize(("override", "message"), [
-    ("seed=-1", "seed: must be in 0..4294967295"),
-    ("data.split_seed=-1", "data.split_seed: must be in 0..4294967295"),
-    ("name=a/b", "name: must be a non-empty name without /"),
-    ("train.device=cuda:x", "train.device: must be auto, cpu, cuda or cuda:N"),
-    ("reference={table: '9'}", "reference: no row of the paper's tables matches"),
-    ("reference={tabel: '3'}", "reference: unknown paper-table column(s) ['tabel']"),
-])
-def test_other_bad_values_are_rejected_before_anything_runs(workdir, capsys, override, message):
-    config = _write_config(workdir)
-    err = _fails_cleanly(["run", str(config), "--out", "run", "--set", override], workdir,
-                         capsys)
-    assert message in err
 
 
 def test_an_unknown_dataset_lists_the_registered_names(workdir, capsys):
