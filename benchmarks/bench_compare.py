@@ -1,6 +1,6 @@
 """Comparison tables of every defence on generated CelebA-format faces, with client cost.
 
-Runs ``noisyarl.compare.run_comparison`` for the two CelebA pairs of the paper's tables
+Runs ``noisyarl.runners.compare.run_comparison`` for the two CelebA pairs of the paper's tables
 (private Male / utility Smiling, and the correlated private Mouth_Slightly_Open / utility
 Smiling) on one generated dataset, plus the client cost of every method at the paper's 178 px.
 The paper configs are used as they are except for the data root, the sizes and the noisy-ARL σ:
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import torch
 
-from noisyarl.compare import TABLE_COLUMNS, run_comparison
 from noisyarl.config import CompareEntry, MethodConfig, load_config
 from noisyarl.data.base import LabelInfo
-from noisyarl.data.synth import SynthConfig, write_celeba
 from noisyarl.data.tasks import Task
 from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.evaluation.report import format_table
 from noisyarl.methods import METHODS, DefenceSpec, build_defence, method_params
+from noisyarl.runners.compare import TABLE_COLUMNS, run_comparison
+from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 
 PAIRS = {
     "male_smiling": "configs/paper/celeba_male_smiling.yaml",
@@ -91,9 +91,8 @@ def main() -> None:
         ("client_params_m", "params (M)", "{:.3f}"), ("peak_mib", "peak act. (MiB)", "{:.1f}"),
         ("z_shape", "z shape", "{}"), ("z_kib", "z (KiB)", "{:.1f}")]))
     data_root = args.out / "data"
-    if not (data_root / "celeba").exists():
-        write_celeba(data_root, SynthConfig(num_images=args.num_images,
-                                            image_size=args.image_size, seed=0), progress=True)
+    ensure_celeba(data_root, SynthConfig(num_images=args.num_images, image_size=args.image_size,
+                                         seed=0), progress=True)
     for pair in args.pairs:
         started = time.perf_counter()
         rows = run_comparison(bench_config(PAIRS[pair], data_root, args), args.out / pair,

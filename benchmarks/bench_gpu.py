@@ -29,7 +29,7 @@ from noisyarl.data.augment import iterate_batches
 from noisyarl.data.base import ImageSplit, LabelInfo
 from noisyarl.data.tasks import Task
 from noisyarl.methods import DefenceSpec, build_defence, method_params
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 BINARY_INFO = LabelInfo(kind="binary")
 BINARY = Task("label", BINARY_INFO)

@@ -1,10 +1,10 @@
 """Does mixed precision change the science? The quick demo's rows in fp32 and in bf16.
 
-Runs the rows of the quick demo (``noisyarl.demo.QUICK``: generated CelebA-format faces, private
-Male / utility Smiling, RN18_3): the RN18 upper bound, ARL (σ = 0) and noisy ARL at each σ of
-the demo's sweep, every row with both attacks, once per variant with the same seeds, and prints
-utility, privacy, Δ, validation Δ and PSNR side by side. The default variants are fp32 and
-bf16 + channels_last with seed 0, plus fp32 with seed 1: the fp32 seed-0/seed-1 gap is the
+Runs the rows of the quick demo (``noisyarl.runners.demo.QUICK``: generated CelebA-format faces,
+private Male / utility Smiling, RN18_3): the RN18 upper bound, ARL (σ = 0) and noisy ARL at
+each σ of the demo's sweep, every row with both attacks, once per variant with the same seeds,
+and prints utility, privacy, Δ, validation Δ and PSNR side by side. The default variants are fp32
+and bf16 + channels_last with seed 0, plus fp32 with seed 1: the fp32 seed-0/seed-1 gap is the
 run-to-run noise that the fp32/bf16 gap is to be judged against.
 
 Usage: python benchmarks/bench_precision.py [--out bench-precision] [--variants ...]
@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from noisyarl.data.registry import load_splits
-from noisyarl.data.synth import SynthConfig, write_celeba
-from noisyarl.demo import QUICK, demo_config
-from noisyarl.experiment import run_experiment
-from noisyarl.sweep import validation_delta
+from noisyarl.runners.demo import QUICK, demo_config
+from noisyarl.runners.experiment import run_experiment
+from noisyarl.runners.sweep import validation_delta
+from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 
 COLUMNS = ("utility", "privacy", "delta", "valid_delta", "psnr")
 
@@ -67,9 +67,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["fp32@0", "bf16+cl@0", "fp32@1"])
     args = parser.parse_args()
     data_root = args.out / "data"
-    if not (data_root / "celeba" / "list_eval_partition.txt").exists():
-        write_celeba(data_root, SynthConfig(num_images=QUICK.num_images,
-                                            image_size=QUICK.image_size, seed=0))
+    ensure_celeba(data_root, SynthConfig(num_images=QUICK.num_images, image_size=QUICK.image_size,
+                                         seed=0))
     splits = load_splits("celeba", data_root, QUICK.image_size)
     rows = [("RN18 upper bound", "upper_bound", 0.0), ("ARL σ=0", "noisy_arl", 0.0),
             *[(f"noisy σ={sigma:g}", "noisy_arl", sigma) for sigma in QUICK.sigmas]]

@@ -33,7 +33,7 @@ import torch
 from noisyarl.client import LocalObfuscator, SplitInferenceClient
 from noisyarl.deploy.export import export_client
 from noisyarl.deploy.wire import MEDIA_TYPE, encode_z
-from noisyarl.runs import load_run
+from noisyarl.runners.runs import load_run
 
 TOKEN = "bench-token"
 

@@ -1,7 +1,7 @@
 """Training speed on CPU: cached whole-batch data + channels_last + bf16 against the authors'
 style (per-sample JPEG decoding), the data pipeline alone, and 1 against 2 processes.
 
-One run measures, on generated CelebA-format JPEG faces at 178 px (``noisyarl.data.synth``):
+One run measures, on generated CelebA-format JPEG faces at 178 px (``noisyarl.synthetic.faces``):
 
 1. The adversarial noisy-ARL step (RN18_3, σ = 1, batch 64, binary tasks), data included:
    - ``baseline``: plain fp32 NCHW eager step fed by a torch ``DataLoader`` over the JPEG files,
@@ -37,11 +37,11 @@ from torchvision import transforms
 from noisyarl.data.augment import iterate_batches
 from noisyarl.data.base import ImageSplit, LabelInfo
 from noisyarl.data.registry import load_splits
-from noisyarl.data.synth import SynthConfig, write_celeba
 from noisyarl.data.tasks import Task
 from noisyarl.methods import DefenceSpec, build_defence, method_params
-from noisyarl.training.distributed import init_distributed
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
+from noisyarl.runtime.distributed import init_distributed
+from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 
 SIZE = 178
 SPLIT = 3
@@ -124,8 +124,7 @@ def pipeline_rate(batches: Iterator[torch.Tensor], count: int) -> float:
 
 def prepare_data(out: Path, num_images: int) -> tuple[Path, ImageSplit]:
     root = out / "data"
-    if not (root / "celeba" / "list_eval_partition.txt").exists():
-        write_celeba(root, SynthConfig(num_images=num_images, image_size=SIZE, seed=0))
+    ensure_celeba(root, SynthConfig(num_images=num_images, image_size=SIZE, seed=0))
     split = load_splits("celeba", root, SIZE, splits=("train",), cache_dir=out / "cache")["train"]
     return root / "celeba" / "img_align_celeba", split
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from noisyarl.data.synth import (
+from noisyarl.synthetic.faces import (
     CELEBA_ATTRIBUTES,
     FAIRFACE_AGE_BINS,
     FAIRFACE_RACES,

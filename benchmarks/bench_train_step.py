@@ -15,7 +15,7 @@ import torch
 from noisyarl.data.base import LabelInfo
 from noisyarl.data.tasks import Task
 from noisyarl.methods import DefenceSpec, build_defence, method_params
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 VARIANTS = {
     "fp32": ("fp32", False),

@@ -1,6 +1,6 @@
 """Worst-case privacy of every defence on generated faces (private Male / utility Smiling).
 
-Runs ``noisyarl.compare.run_comparison`` with ``attacks.suite: worst-case`` for the four
+Runs ``noisyarl.runners.compare.run_comparison`` with ``attacks.suite: worst-case`` for the four
 baselines, ARL (σ = 0) and noisy ARL at ``--sigma``, then prints: the paper-protocol privacy and
 Δ beside the worst case over the attacker suite; for noisy ARL the k-query table with fresh and
 with keyed noise (and the keyed noise's utility and time cost); and identity re-identification.
@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 from noisyarl.attacks.suite import QUERY_COLUMNS, query_table_rows
-from noisyarl.compare import run_comparison
 from noisyarl.config import CompareEntry, MethodConfig, load_config
-from noisyarl.data.synth import SynthConfig, write_celeba
 from noisyarl.evaluation.report import format_table
+from noisyarl.runners.compare import run_comparison
+from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 from noisyarl.utils.io import atomic_write_text, read_json, write_json
 
 CONFIG = "configs/paper/celeba_male_smiling.yaml"
@@ -154,9 +154,8 @@ def main() -> None:
               f"attack epochs, {args.reconstruction_epochs} reconstruction epochs, "
               f"{args.identity_epochs} metric-head epochs, σ = {args.sigma:g}.")
     data_root = args.out / "data"
-    if not (data_root / "celeba").exists():
-        write_celeba(data_root, SynthConfig(num_images=args.num_images,
-                                            image_size=args.image_size, seed=0), progress=False)
+    ensure_celeba(data_root, SynthConfig(num_images=args.num_images, image_size=args.image_size,
+                                         seed=0))
     rows = run_comparison(bench_config(data_root, args), args.out / "compare", resume=True)
     summary = summarise(args.out / "compare", rows)
     summary["seconds"] = time.perf_counter() - started

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from noisyarl.data.synth import SynthConfig, write_celeba, write_fairface
+from noisyarl.synthetic.faces import SynthConfig, write_celeba, write_fairface
 
 torch.set_num_threads(2)
 
@@ -37,7 +37,7 @@ def tiny_fairface_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_cifar_root(tmp_path_factory):
     """Generated objects in the CIFAR-10 layout (root holding ``cifar-10-batches-py/``)."""
-    from noisyarl.data.synth_objects import write_cifar10
+    from noisyarl.synthetic.objects import write_cifar10
 
     root = tmp_path_factory.mktemp("tiny-cifar")
     write_cifar10(root, num_train=200, num_test=50, seed=0)
@@ -62,7 +62,7 @@ def tiny_run_config(root, method: str = "noisy_arl", sigma: float = 0.5, size: i
 @pytest.fixture(scope="session")
 def tiny_run_dir(tiny_celeba_root, tmp_path_factory):
     """A finished one-epoch noisy-ARL run (σ = 0.5) on ``tiny_celeba_root``; treat as read-only."""
-    from noisyarl.experiment import run_experiment
+    from noisyarl.runners.experiment import run_experiment
 
     run_dir = tmp_path_factory.mktemp("tiny-run") / "run"
     run_experiment(tiny_run_config(tiny_celeba_root), run_dir)

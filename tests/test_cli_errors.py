@@ -227,24 +227,24 @@ def test_a_read_only_output_folder_is_refused_before_generating(workdir, capsys,
 ])
 def test_file_system_errors_become_one_line_naming_the_path(workdir, capsys, monkeypatch, error,
                                                             reason):
-    import noisyarl.data.synth
+    import noisyarl.synthetic.faces
 
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(noisyarl.data.synth, "synthesize", fail)
+    monkeypatch.setattr(noisyarl.synthetic.faces, "synthesize", fail)
     assert main(["synth-faces", "out", "--num-images", "4"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: /data/out/x.jpg: {reason}") and err.count("\n") == 1
 
 
 def test_other_os_errors_keep_their_traceback(workdir, monkeypatch):
-    import noisyarl.data.synth
+    import noisyarl.synthetic.faces
 
     def fail(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error", "/dev/broken")
 
-    monkeypatch.setattr(noisyarl.data.synth, "synthesize", fail)
+    monkeypatch.setattr(noisyarl.synthetic.faces, "synthesize", fail)
     with pytest.raises(OSError, match="Input/output error"):
         main(["synth-faces", "out", "--num-images", "4"])
 
@@ -273,9 +273,9 @@ def _finished_rows(out: Path, run_names: list[str]) -> None:
 
 def test_compare_into_a_finished_folder_names_resume_before_decoding(workdir, capsys,
                                                                      monkeypatch):
-    import noisyarl.compare
+    import noisyarl.runners.compare
 
-    monkeypatch.setattr(noisyarl.compare, "load_experiment_data",
+    monkeypatch.setattr(noisyarl.runners.compare, "load_data",
                         lambda *a, **k: pytest.fail("decoded data before checking --out"))
     config = _write_config(workdir, compare=[{"label": "ARL", "method": {"split": 2}}])
     _finished_rows(workdir / "cmp", ["err-noisy_arl-K2-s0-seed0"])
@@ -284,9 +284,9 @@ def test_compare_into_a_finished_folder_names_resume_before_decoding(workdir, ca
 
 
 def test_sweep_into_a_finished_folder_names_resume_before_decoding(workdir, capsys, monkeypatch):
-    import noisyarl.sweep
+    import noisyarl.runners.sweep
 
-    monkeypatch.setattr(noisyarl.sweep, "load_experiment_data",
+    monkeypatch.setattr(noisyarl.runners.sweep, "load_data",
                         lambda *a, **k: pytest.fail("decoded data before checking --out"))
     config = _write_config(workdir)
     (workdir / "sw").mkdir()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from noisyarl.compare import run_comparison
 from noisyarl.config import load_config
-from noisyarl.sweep import run_sigma_sweep
+from noisyarl.runners.compare import run_comparison
+from noisyarl.runners.sweep import run_sigma_sweep
 
 PAPER = sorted((Path(__file__).parents[1] / "configs" / "paper").glob("*.yaml"))
 

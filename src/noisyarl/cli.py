@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from noisyarl.config import ConfigError
+from noisyarl.errors import ConfigError
 
 EXIT_USER_ERROR = 2
 
@@ -82,7 +82,7 @@ def _os_error_line(error: OSError) -> str | None:
 
 
 def _synth_faces(args: argparse.Namespace) -> None:
-    from noisyarl.data.synth import synthesize
+    from noisyarl.synthetic.faces import synthesize
 
     _check_output_dir(Path(args.out) / args.format, "synth-faces OUT")
     folder = synthesize(args.out, args.format, num_images=args.num_images,
@@ -92,7 +92,7 @@ def _synth_faces(args: argparse.Namespace) -> None:
 
 def _synth_objects(args: argparse.Namespace) -> None:
     from noisyarl.data.cifar import BASE_FOLDER
-    from noisyarl.data.synth_objects import write_cifar10
+    from noisyarl.synthetic.objects import write_cifar10
 
     _check_output_dir(Path(args.out) / BASE_FOLDER, "synth-objects OUT")
     folder = write_cifar10(args.out, num_train=args.num_train, num_test=args.num_test,
@@ -108,7 +108,7 @@ def _data_info(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     from noisyarl.config import load_config
-    from noisyarl.experiment import run_experiment
+    from noisyarl.runners.experiment import run_experiment
 
     config = load_config(args.config, args.set)
     # run_experiment's default run directory, checked like an explicit --out
@@ -120,8 +120,8 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from noisyarl.compare import run_comparison
     from noisyarl.config import load_config
+    from noisyarl.runners.compare import run_comparison
 
     config = load_config(args.config, args.set)
     out = args.out or f"runs/compare-{config.name}"
@@ -131,7 +131,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 def _sweep(args: argparse.Namespace) -> None:
     from noisyarl.config import load_config
-    from noisyarl.sweep import run_sigma_sweep
+    from noisyarl.runners.sweep import run_sigma_sweep
 
     config = load_config(args.config, args.set)
     out = args.out or f"runs/sweep-{config.name}"
@@ -152,7 +152,7 @@ def _correlation(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from noisyarl.demo import run_demo
+    from noisyarl.runners.demo import run_demo
 
     _check_output_dir(args.out, "--out")
     run_demo(args.out, quick=args.quick)
@@ -283,6 +283,8 @@ def _config_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from noisyarl.data.base import SPLITS  # late import: the data layer imports torch
+
     parser = argparse.ArgumentParser(prog="noisyarl", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, title="commands",
@@ -335,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     correlation.add_argument("column_a")
     correlation.add_argument("column_b")
     correlation.add_argument("--root", required=True, help="folder holding the dataset")
-    correlation.add_argument("--split", default="train", choices=("train", "valid", "test"))
+    correlation.add_argument("--split", default="train", choices=SPLITS)
     correlation.set_defaults(handler=_correlation)
 
     export = commands.add_parser("export", help="export a run's client (any noise stays inside)")

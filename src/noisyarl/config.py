@@ -25,11 +25,13 @@ from typing import Any, Literal
 
 import yaml
 
+from noisyarl.attacks.attackers import ATTACKERS
+from noisyarl.data.registry import DATASETS
+from noisyarl.errors import ConfigError
+from noisyarl.evaluation.report import paper_reference_rows
+from noisyarl.methods import METHODS, method_params
+from noisyarl.utils.io import atomic_write_text
 from noisyarl.utils.validate import finite_number
-
-
-class ConfigError(ValueError):
-    """A config key is unknown or its value is invalid; the message names the key."""
 
 
 @dataclass
@@ -185,8 +187,6 @@ class ExperimentConfig:
         K and σ appear only for methods that have a split and a noise module
         (``name-maxent_arl-seed0``).
         """
-        from noisyarl.methods import METHODS  # late import: methods never import the config
-
         method = METHODS.get(self.method.name)
         parts = [self.name, self.method.name]
         if method is None or method.has_split:
@@ -315,8 +315,6 @@ def _method_checks(method: MethodConfig, prefix: str) -> list[tuple[bool, str, s
 
 def _check_method(method: MethodConfig, prefix: str) -> None:
     """The method exists, its params suit it, and σ > 0 only for a defence with noise."""
-    from noisyarl.methods import METHODS, method_params  # late import: methods import torch
-
     try:
         method_params(method.name, method.params, prefix)
     except ValueError as error:
@@ -326,8 +324,6 @@ def _check_method(method: MethodConfig, prefix: str) -> None:
 
 
 def _worst_case_checks(worst: WorstCaseConfig) -> list[tuple[bool, str, str]]:
-    from noisyarl.attacks.attackers import ATTACKERS  # late import: attacks import torch
-
     unknown = [name for name in worst.attackers if name not in ATTACKERS]
     return [
         (not unknown, "attacks.worst_case.attackers",
@@ -343,8 +339,6 @@ def _worst_case_checks(worst: WorstCaseConfig) -> list[tuple[bool, str, str]]:
 
 
 def _data_checks(data: DataConfig) -> list[tuple[bool, str, str]]:
-    from noisyarl.data.registry import DATASETS  # late import: the loaders import torch
-
     checks = [
         (data.dataset in DATASETS, "data.dataset",
          f"unknown dataset {data.dataset!r} (known: {', '.join(DATASETS)})"),
@@ -362,8 +356,6 @@ def _check_reference(reference: dict[str, Any]) -> None:
     """``reference`` must select at least one row of the paper's tables (or be empty)."""
     if not reference:
         return
-    from noisyarl.evaluation.report import paper_reference_rows
-
     if not all(isinstance(key, str) for key in reference):
         raise ConfigError(f"reference: column names must be text, got {list(reference)}")
     try:
@@ -460,6 +452,4 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> Experimen
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
-    from noisyarl.utils.io import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -7,23 +7,24 @@ import math
 import pytest
 import torch
 
-from noisyarl.attacks.attackers import ATTACKERS, AttackJob, run_attacker, z_shape_of
+from noisyarl.attacks.attackers import ATTACKERS, AttackJob, run_attacker
+from noisyarl.attacks.features import z_shape_of
 from noisyarl.attacks.knn import knn_outputs
 from noisyarl.attacks.suite import summarise_worst_case
 from noisyarl.data.base import LabelInfo
 from noisyarl.data.tasks import Task
-from noisyarl.runs import load_run
-from noisyarl.training.precision import StepContext
+from noisyarl.runners.runs import load_run
+from noisyarl.runtime import StepContext
 
 CPU = StepContext(torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_run_dir, tiny_celeba_root):
-    from noisyarl.experiment import load_experiment_data
+    from noisyarl.builders import load_data
 
     loaded = load_run(tiny_run_dir)
-    splits = load_experiment_data(loaded.config, progress=False)
+    splits = load_data(loaded.config, progress=False)
     sizes = {"train": 96, "valid": 48, "test": 48}  # keep the six trainings fast
     return loaded, {name: split.subset(torch.arange(min(sizes[name], len(split))))
                     for name, split in splits.items()}

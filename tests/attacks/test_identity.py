@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from noisyarl.attacks.identity import identity_metrics, run_identity_attack
-from noisyarl.data.synth import SynthConfig, write_celeba
 from noisyarl.evaluation.metrics import roc_auc, top1_identification_rate
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
+from noisyarl.synthetic.faces import SynthConfig, write_celeba
 
 
 def test_roc_auc_on_a_hand_made_example():

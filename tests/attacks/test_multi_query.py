@@ -13,7 +13,7 @@ from noisyarl.attacks.suite import near_duplicate_check
 from noisyarl.data.base import ImageSplit
 from noisyarl.models.keyed_noise import KeyedObfuscator, image_seed
 from noisyarl.models.noise import GaussianNoise, Obfuscator
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 SIGMA = 2.0
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from noisyarl.attacks import run_reconstruction_attack
 from noisyarl.data.base import ImageSplit
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 
 def _splits(size: int = 24, side: int = 16) -> dict[str, ImageSplit]:

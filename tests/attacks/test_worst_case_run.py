@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from noisyarl.compare import table_row
 from noisyarl.config import ConfigError, apply_overrides, load_config
-from noisyarl.experiment import run_experiment
+from noisyarl.runners.compare import table_row
+from noisyarl.runners.experiment import run_experiment
 from noisyarl.utils.io import read_json
 
 WORST_CASE = ["attacks.suite=worst-case", "attacks.worst_case.attackers=[proxy, linear, knn]",

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from noisyarl.data.synth import SynthConfig, generate_faces, write_celeba, write_fairface
+from noisyarl.synthetic.faces import SynthConfig, generate_faces, write_celeba, write_fairface
 
 # 40 px wide: CelebA-format images are 40 x 49 px (centre crop: top offset 4, side 40).
 CELEBA_CONFIG = SynthConfig(num_images=48, image_size=40, seed=11)

@@ -18,8 +18,8 @@ from noisyarl.data.celeba import (
     read_listing,
 )
 from noisyarl.data.registry import available_labels, load_splits
-from noisyarl.data.synth import CELEBA_ATTRIBUTES as SYNTH_ATTRIBUTES
-from noisyarl.data.synth import LANDMARK_NAMES as SYNTH_LANDMARK_NAMES
+from noisyarl.synthetic.faces import CELEBA_ATTRIBUTES as SYNTH_ATTRIBUTES
+from noisyarl.synthetic.faces import LANDMARK_NAMES as SYNTH_LANDMARK_NAMES
 
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
 WIDTH, HEIGHT = 40, 49  # the generated CelebA-format images (conftest.CELEBA_CONFIG)

@@ -13,9 +13,9 @@ from noisyarl.data.fairface import (
     fairface_split_rows,
 )
 from noisyarl.data.registry import available_labels, load_splits
-from noisyarl.data.synth import FAIRFACE_AGE_BINS as SYNTH_AGE_BINS
-from noisyarl.data.synth import FAIRFACE_RACES as SYNTH_RACES
-from noisyarl.data.synth import fairface_file_names
+from noisyarl.synthetic.faces import FAIRFACE_AGE_BINS as SYNTH_AGE_BINS
+from noisyarl.synthetic.faces import FAIRFACE_RACES as SYNTH_RACES
+from noisyarl.synthetic.faces import fairface_file_names
 
 SIZE = 40  # conftest.FAIRFACE_CONFIG draws 40 x 40 px images
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from noisyarl.data.synth import FAIRFACE_RACES, SynthConfig, generate_faces
+from noisyarl.synthetic.faces import FAIRFACE_RACES, SynthConfig, generate_faces
 
 BINARY_HEADS = ("Male", "Smiling", "Mouth_Slightly_Open", "Attractive")
 UNDRAWN = "Attractive"  # an independent coin at rate ~0.51: nothing in the image predicts it

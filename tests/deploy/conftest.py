@@ -54,10 +54,10 @@ def loopback_server():
 def write_untrained_run(run_dir: Path, dataset: str, root: Path, method: str, sigma: float,
                         labels: tuple[str, str], size: int = 40) -> Path:
     """A run directory of ``method`` (σ = ``sigma``) on ``dataset`` with fresh weights."""
+    from noisyarl.builders import defence_from_config, resolve_tasks
     from noisyarl.config import config_from_dict, save_config
     from noisyarl.data.registry import available_labels
-    from noisyarl.experiment import build_experiment_defence, resolve_tasks
-    from noisyarl.runs import save_tasks
+    from noisyarl.runners.runs import save_tasks
     from noisyarl.training.checkpoint import save_checkpoint
 
     config = config_from_dict({
@@ -71,7 +71,7 @@ def write_untrained_run(run_dir: Path, dataset: str, root: Path, method: str, si
     run_dir.mkdir(parents=True)
     save_config(config, run_dir / "config.yaml")
     save_tasks(run_dir, utility, private)
-    defence = build_experiment_defence(config, utility, private)
+    defence = defence_from_config(config, utility, private)
     save_checkpoint(run_dir / "checkpoints" / "best.pt", {"model": defence.state_dict()})
     return run_dir
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from noisyarl.builders import untrained_defence
 from noisyarl.cli import main
 from noisyarl.client import LocalObfuscator
 from noisyarl.deploy.export import (
@@ -16,9 +17,8 @@ from noisyarl.deploy.export import (
     onnx_bytes,
     verify_export,
 )
-from noisyarl.deploy.latency import untrained_client
 from noisyarl.methods import METHODS
-from noisyarl.runs import load_run
+from noisyarl.runners.runs import load_run
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
@@ -70,7 +70,7 @@ def test_device_sdk_refuses_a_verification_only_export(tiny_run_dir, tmp_path):
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_defence_exports_to_onnx(method, tmp_path):
     """Defences plug in without changes here: each client exports and matches PyTorch."""
-    client = untrained_client(method, image_size=32, split=2, sigma=0.7)
+    client = untrained_defence(method, image_size=32, split=2, sigma=0.7).client
     path = tmp_path / "client.onnx"
     metadata = {"noise": True, "input": {"shape": ["B", 3, 32, 32]},
                 "output": {"shape": ["B"]}}

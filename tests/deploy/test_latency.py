@@ -6,13 +6,13 @@ import json
 
 import pytest
 
+from noisyarl.builders import untrained_defence
 from noisyarl.cli import main
 from noisyarl.deploy.latency import (
     BACKENDS,
     latency_of_methods,
     measure_latency,
     time_calls,
-    untrained_client,
 )
 from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.methods import METHODS
@@ -25,7 +25,7 @@ def test_time_calls_runs_warmup_then_timed_calls():
 
 
 def test_report_covers_every_backend_and_batch_and_is_consistent():
-    client = untrained_client("noisy_arl", image_size=32, split=1)
+    client = untrained_defence("noisy_arl", image_size=32, split=1, sigma=1.0).client
     report = measure_latency({"rn18_1": client}, 32, batch_sizes=(1, 4), runs=3, warmup=1,
                              progress=False)
     assert [(r.backend, r.batch_size) for r in report.rows] == [

@@ -14,7 +14,7 @@ from safetensors.torch import save as safetensors_save
 from noisyarl.client import LocalObfuscator, ServiceError, SplitInferenceClient
 from noisyarl.deploy.service import ServiceSettings, create_app, utility_model_from_run
 from noisyarl.deploy.wire import MEDIA_TYPE, encode_z
-from noisyarl.runs import load_run
+from noisyarl.runners.runs import load_run
 
 TOKEN = "s3cret-token"
 MAX_BATCH = 8

@@ -13,7 +13,7 @@ from noisyarl.methods.deep_obfuscator import (
     DeepObfuscatorParams,
     reconstruction_error,
 )
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 SMILING = Task("Smiling", LabelInfo(kind="binary"))
 MALE = Task("Male", LabelInfo(kind="binary"))

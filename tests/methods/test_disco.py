@@ -16,7 +16,7 @@ from noisyarl.methods.disco import (
     soft_channel_mask,
 )
 from noisyarl.models import resnet18_suffix
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 SMILING = Task("Smiling", LabelInfo(kind="binary"))
 MALE = Task("Male", LabelInfo(kind="binary"))

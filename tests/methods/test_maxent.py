@@ -12,7 +12,7 @@ from noisyarl.data.tasks import Task
 from noisyarl.methods.base import DefenceSpec
 from noisyarl.methods.maxent import MaxEntARL, MaxEntParams, predictive_entropy
 from noisyarl.models import ReconstructionDecoder
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 SMILING = Task("Smiling", LabelInfo(kind="binary"))
 MALE = Task("Male", LabelInfo(kind="binary"))

@@ -7,7 +7,7 @@ import torch
 from noisyarl.data.base import LabelInfo
 from noisyarl.data.tasks import Task
 from noisyarl.methods import DefenceSpec, build_defence, method_params
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 SMILING = Task("Smiling", LabelInfo(kind="binary"))
 MALE = Task("Male", LabelInfo(kind="binary"))

@@ -10,12 +10,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from noisyarl.attacks.reconstruction import DECODER_FILE, load_decoder, save_decoder
 from noisyarl.cli import main
 from noisyarl.config import ConfigError
 from noisyarl.data.base import DatasetError, LabelInfo
 from noisyarl.data.tasks import Task
 from noisyarl.study.build import build_study, load_study, pick_balanced, question_for
-from noisyarl.study.decoder import DECODER_FILE, load_decoder, save_decoder
 
 
 @settings(max_examples=50, deadline=None)
@@ -72,7 +72,7 @@ def test_runs_save_their_decoder_and_it_reloads_exactly(tiny_run_dir, tmp_path):
 
 
 def decoder_z(decoder):
-    from noisyarl.study.decoder import decoder_z_shape
+    from noisyarl.attacks.reconstruction import decoder_z_shape
 
     channels = decoder_z_shape(decoder)[0]
     return (channels, 5, 5)
@@ -82,7 +82,7 @@ def decoder_z(decoder):
 def upper_bound_run(tiny_celeba_root, tmp_path_factory):
     """A one-epoch RN18 upper bound on the same faces and tasks as ``tiny_run_dir``."""
     from noisyarl.config import config_from_dict
-    from noisyarl.experiment import run_experiment
+    from noisyarl.runners.experiment import run_experiment
 
     config = config_from_dict({
         "name": "tiny-upper-bound",

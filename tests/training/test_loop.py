@@ -9,9 +9,9 @@ from torch import nn
 from noisyarl.data.base import ImageSplit, LabelInfo
 from noisyarl.data.tasks import Task
 from noisyarl.methods.base import Defence, DefenceSpec
+from noisyarl.runtime import StepContext
 from noisyarl.training.checkpoint import load_checkpoint
 from noisyarl.training.loop import LoopSettings, fit
-from noisyarl.training.precision import StepContext
 
 BINARY = Task("y", LabelInfo(kind="binary"))
 

@@ -25,10 +25,10 @@ from noisyarl.config import ConfigError, config_from_dict
 from noisyarl.data.base import ImageSplit, LabelInfo
 from noisyarl.data.tasks import Task
 from noisyarl.methods.base import Defence, DefenceSpec
-from noisyarl.sweep import run_sigma_sweep
+from noisyarl.runners.sweep import run_sigma_sweep
+from noisyarl.runtime import StepContext
 from noisyarl.training.checkpoint import save_checkpoint
 from noisyarl.training.loop import FitResult, LoopSettings, fit, prune_checkpoints
-from noisyarl.training.precision import StepContext
 from noisyarl.utils.io import is_temporary, read_json, to_json_value
 
 METRIC_KEYS = ("utility", "utility_valid", "best_epoch", "privacy", "privacy_last_epoch",

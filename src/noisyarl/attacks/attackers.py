@@ -26,16 +26,14 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from noisyarl.attacks.common import obfuscated_batches
+from noisyarl.attacks.features import FeaturePool, pooled_dim
+from noisyarl.attacks.knn import run_knn_attack
 from noisyarl.attacks.leakage import LeakageResult, run_leakage_attack
 from noisyarl.data.base import ImageSplit
 from noisyarl.data.tasks import Task
 from noisyarl.methods.base import Defence
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
-#: Side of the average-pooled grid of the linear, MLP and k-NN attackers (project's choice:
-#: keeps a coarse layout of the map while pooling most of the per-element noise).
-POOL_SIDE = 2
 #: Width of the MLP attacker's hidden layers.
 MLP_WIDTH = 256
 #: Channels of the ResNet18 attacker's adapter (ResNet18's stem width).
@@ -61,29 +59,6 @@ class AttackJob:
     eval_batch_size: int = 256
     seed: int = 0
     progress: bool = False
-
-
-class FeaturePool(nn.Module):
-    """z [B, C, h, w] -> [B, C · s · s] by adaptive average pooling to ``s = min(side, h, w)``;
-    a vector z [B, D] passes unchanged."""
-
-    def __init__(self, side: int = POOL_SIDE) -> None:
-        super().__init__()
-        self.side = side
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.dim() == 2:
-            return z
-        side = (min(self.side, z.shape[-2]), min(self.side, z.shape[-1]))
-        return nn.functional.adaptive_avg_pool2d(z, side).flatten(1)
-
-
-def pooled_dim(z_shape: tuple[int, ...], side: int = POOL_SIDE) -> int:
-    """Length of :class:`FeaturePool`'s output for one sample of shape ``z_shape``."""
-    if len(z_shape) == 1:
-        return int(z_shape[0])
-    channels, height, width = z_shape
-    return int(channels * min(side, height) * min(side, width))
 
 
 def linear_probe(z_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
@@ -148,8 +123,6 @@ def trained(build: Callable[[AttackJob], nn.Module]) -> Callable[[AttackJob], Le
 
 
 def _knn(job: AttackJob) -> LeakageResult:
-    from noisyarl.attacks.knn import run_knn_attack  # knn imports this module's pooling
-
     return run_knn_attack(job.client, job.splits, job.task, job.context,
                           batch_size=job.eval_batch_size)
 
@@ -171,45 +144,12 @@ def run_attacker(name: str, job: AttackJob) -> LeakageResult:
     return ATTACKERS[name](job)
 
 
-def z_shape_of(client: nn.Module, split: ImageSplit, context: StepContext) -> tuple[int, ...]:
-    """Shape of one sample of ``client``'s output: (C, h, w) or (D,)."""
-    _, z, _ = next(obfuscated_batches(client, split.subset(torch.arange(1)), 1, context))
-    return tuple(int(size) for size in z.shape[1:])
-
-
-@torch.no_grad()
-def collect_features(
-    client: nn.Module,
-    split: ImageSplit,
-    context: StepContext,
-    *,
-    batch_size: int = 256,
-    pool_side: int = POOL_SIDE,
-) -> torch.Tensor:
-    """One noisy pass of ``client`` over ``split``, pooled: float32 [N, D] on the CPU."""
-    pool = FeaturePool(pool_side)
-    chunks = [pool(z).cpu() for _, z, _ in obfuscated_batches(client, split, batch_size, context)]
-    return torch.cat(chunks)
-
-
-def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """Centre and scale every feature by the mean and standard deviation of ``train`` [N, D]."""
-    mean, std = train.mean(dim=0), train.std(dim=0).clamp_min(1e-6)
-    return [(features - mean) / std for features in (train, *others)]
-
-
 __all__ = [
     "ATTACKERS",
     "AttackJob",
-    "FeaturePool",
-    "POOL_SIDE",
-    "collect_features",
     "linear_probe",
     "mlp_attacker",
-    "pooled_dim",
     "resnet18_attacker",
     "run_attacker",
-    "standardise",
     "trained",
-    "z_shape_of",
 ]

@@ -14,8 +14,8 @@ from torch import nn
 
 from noisyarl.data.augment import iterate_batches
 from noisyarl.data.base import ImageSplit
-from noisyarl.training.distributed import all_reduce_sum, rank_seed
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
+from noisyarl.runtime.distributed import all_reduce_sum, rank_seed
 
 
 def freeze(client: nn.Module) -> nn.Module:

@@ -25,11 +25,11 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from noisyarl.attacks.attackers import FeaturePool, collect_features, pooled_dim, standardise
 from noisyarl.attacks.common import freeze, obfuscated_batches
-from noisyarl.data.base import ImageSplit
+from noisyarl.attacks.features import FeaturePool, collect_features, pooled_dim, standardise
+from noisyarl.data.base import SPLITS, ImageSplit
 from noisyarl.evaluation.metrics import roc_auc, top1_identification_rate
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 from noisyarl.utils.seeding import epoch_generator
 
 IDENTITY_LABEL = "identity"
@@ -97,7 +97,7 @@ def run_identity_attack(
 
     Raises ``ValueError`` when the splits have no ``identity`` label.
     """
-    for name in ("train", "valid", "test"):
+    for name in SPLITS:
         if IDENTITY_LABEL not in splits[name].labels:
             raise ValueError(f"the {name} split has no {IDENTITY_LABEL!r} label")
     client = freeze(client)

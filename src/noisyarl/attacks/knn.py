@@ -13,12 +13,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from noisyarl.attacks.attackers import collect_features, standardise
 from noisyarl.attacks.common import freeze
+from noisyarl.attacks.features import collect_features, standardise
 from noisyarl.attacks.leakage import LeakageResult
-from noisyarl.data.base import ImageSplit
+from noisyarl.data.base import SPLITS, ImageSplit
 from noisyarl.data.tasks import Task
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 #: Candidate neighbour counts (odd, so that binary votes never tie).
 NEIGHBOURS = (1, 5, 15, 45)
@@ -70,7 +70,7 @@ def run_knn_attack(
     """
     client = freeze(client)
     features = {name: collect_features(client, splits[name], context, batch_size=batch_size)
-                for name in ("train", "valid", "test")}
+                for name in SPLITS}
     train, valid, test = standardise(features["train"], features["valid"], features["test"])
     train_labels = splits["train"].labels[task.label]
     history = []

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from noisyarl.attacks.common import freeze, obfuscated_batches, reduced_sum, reseed_rank
 from noisyarl.data.base import ImageSplit
 from noisyarl.data.tasks import Task
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 from noisyarl.utils.seeding import PHASE_OFFSETS, epoch_generator
 
 

@@ -19,7 +19,7 @@ from noisyarl.attacks.reconstruction import run_reconstruction_attack
 from noisyarl.data.base import ImageSplit
 from noisyarl.data.tasks import Task
 from noisyarl.models.noise import GaussianNoise, Obfuscator
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 
 class AveragedClient(nn.Module):

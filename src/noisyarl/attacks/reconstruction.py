@@ -2,13 +2,21 @@
 (docs/method.md §3). Scored by PSNR and SSIM with data_range 1 on the test split.
 
 The decoder takes the layout of ``z`` from the client itself: a feature map [B, C, h, w], or a
-vector [B, D] (e.g. MaxEnt-ARL's embedding) that it first lifts to a map with a linear layer."""
+vector [B, D] (e.g. MaxEnt-ARL's embedding) that it first lifts to a map with a linear layer.
+
+The result carries the trained decoder; :func:`save_decoder` keeps it with its run as
+safetensors (no code runs on load), its shape in the file's metadata, written atomically.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -17,8 +25,9 @@ from noisyarl.attacks.common import freeze, obfuscated_batches, reduced_sum, res
 from noisyarl.data.base import ImageSplit
 from noisyarl.evaluation.metrics import psnr, ssim
 from noisyarl.models import ReconstructionDecoder
-from noisyarl.training.distributed import all_reduce_sum
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
+from noisyarl.runtime.distributed import all_reduce_sum
+from noisyarl.utils.io import atomic_write_bytes
 from noisyarl.utils.seeding import PHASE_OFFSETS, epoch_generator
 
 
@@ -35,12 +44,13 @@ class ReconstructionResult:
     history: list[dict[str, float]] = field(default_factory=list)
     originals: torch.Tensor | None = None
     reconstructions: torch.Tensor | None = None
+    #: The trained decoder, for saving with the run (:func:`save_decoder`); not in ``to_dict``.
+    decoder: ReconstructionDecoder | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("originals")
-        data.pop("reconstructions")
-        return data
+        """The scores and history as JSON values (without the examples and the decoder)."""
+        return {"psnr": self.psnr, "ssim": self.ssim, "mse": self.mse,
+                "history": [dict(entry) for entry in self.history]}
 
 
 def run_reconstruction_attack(
@@ -84,7 +94,10 @@ def run_reconstruction_attack(
             count += images.shape[0]
         count = int(reduced_sum(torch.tensor(float(count)), context))
         history.append({"epoch": epoch, "train_mse": reduced_sum(total, context) / max(count, 1)})
-    return _score(client, decoder, splits["test"], context, eval_batch_size, num_examples, history)
+    result = _score(client, decoder, splits["test"], context, eval_batch_size, num_examples,
+                    history)
+    result.decoder = decoder
+    return result
 
 
 def _z_shape(client: nn.Module, split: ImageSplit, context: StepContext) -> tuple[int, ...]:
@@ -121,3 +134,58 @@ def _score(client, decoder, split, context, batch_size, num_examples, history):
         psnr=psnr_sum / n, ssim=ssim_sum / n, mse=mse_sum / n, history=history,
         originals=originals, reconstructions=reconstructions,
     )
+
+
+#: Where a run keeps its decoder, relative to the run directory: the user-study kit
+#: reconstructs any test image with it later (appendix C), not only the saved examples.
+DECODER_FILE = Path("attacks") / "reconstruction_decoder.safetensors"
+
+
+def decoder_z_shape(decoder: ReconstructionDecoder) -> tuple[int, ...]:
+    """The ``z_shape`` that rebuilds ``decoder``: (C, 1, 1) for a feature map, (D,) for a vector.
+
+    A feature-map decoder does not depend on the map's height and width (it resizes), so 1 x 1
+    stands for any.
+    """
+    if decoder.z_dims == 4:
+        return (int(decoder.blocks[0].in_channels), 1, 1)
+    return (int(decoder.lift[0].in_features),)
+
+
+def save_decoder(decoder: ReconstructionDecoder, run_dir: str | Path) -> Path:
+    """Write ``decoder``'s weights to ``run_dir/attacks/reconstruction_decoder.safetensors``."""
+    tensors = {name: value.detach().cpu().contiguous()
+               for name, value in decoder.state_dict().items()}
+    metadata = {"z_shape": json.dumps(decoder_z_shape(decoder)),
+                "image_size": str(decoder.image_size)}
+    return atomic_write_bytes(Path(run_dir) / DECODER_FILE,
+                              safetensors_bytes(tensors, metadata=metadata))
+
+
+def load_decoder(run_dir: str | Path) -> ReconstructionDecoder | None:
+    """The saved decoder of ``run_dir`` in eval mode on the CPU, or None when the run has none."""
+    path = Path(run_dir) / DECODER_FILE
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        metadata = handle.metadata()
+        state = {name: handle.get_tensor(name) for name in handle.keys()}
+    decoder = ReconstructionDecoder(tuple(json.loads(metadata["z_shape"])),
+                                    int(metadata["image_size"]))
+    decoder.load_state_dict(state)
+    return decoder.eval()
+
+
+@torch.no_grad()
+def reconstruct(client: nn.Module, decoder: nn.Module, images: torch.Tensor,
+                batch_size: int = 64) -> torch.Tensor:
+    """Decoder's reconstructions [N, 3, S, S] in [0, 1] of images [N, 3, S, S] in [0, 1].
+
+    The client's noise stays on (as deployed and as in the attack); seed the global RNG first
+    for a reproducible draw.
+    """
+    client.eval()
+    decoder.eval()
+    outputs = [decoder(client(images[start:start + batch_size])).clamp(0, 1)
+               for start in range(0, images.shape[0], batch_size)]
+    return torch.cat(outputs)

@@ -26,18 +26,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from noisyarl.attacks.attackers import AttackJob, run_attacker, z_shape_of
+from noisyarl.attacks.attackers import AttackJob, run_attacker
 from noisyarl.attacks.common import freeze, obfuscated_batches
+from noisyarl.attacks.features import z_shape_of
 from noisyarl.attacks.identity import IDENTITY_LABEL, run_identity_attack
 from noisyarl.attacks.leakage import run_leakage_attack
 from noisyarl.attacks.multi_query import run_multi_query
-from noisyarl.data.base import ImageSplit
+from noisyarl.data.base import SPLITS, ImageSplit
 from noisyarl.data.tasks import Task
 from noisyarl.evaluation.report import format_table
 from noisyarl.methods.base import Defence
 from noisyarl.models.keyed_noise import KeyedObfuscator, image_seed
 from noisyarl.models.noise import GaussianNoise, Obfuscator
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 DEFAULT_ATTACKERS = ("proxy", "resnet18", "linear", "mlp", "knn")
 DEFAULT_QUERIES = (1, 4, 16, 64)
@@ -271,7 +272,7 @@ def near_duplicate_check(keyed: KeyedObfuscator, split: ImageSplit,
 def _identity(defence, splits, context, settings) -> dict[str, Any]:
     if not settings.identity:
         return {"skipped": "attacks.worst_case.identity is off"}
-    if any(IDENTITY_LABEL not in splits[name].labels for name in ("train", "valid", "test")):
+    if any(IDENTITY_LABEL not in splits[name].labels for name in SPLITS):
         return {"skipped": "the dataset has no identity labels"}
     leakage = settings.leakage
     return run_identity_attack(

@@ -1,5 +1,5 @@
 """The data layer: real dataset loaders, tasks, the decoded-image cache, batch augmentation and
-the procedural face generator (``noisyarl.data.synth``)."""
+the procedural face generator (``noisyarl.synthetic.faces``)."""
 
 from noisyarl.data.augment import augment_batch, iterate_batches
 from noisyarl.data.base import DatasetError, ImageSplit, LabelInfo

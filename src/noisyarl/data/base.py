@@ -9,6 +9,9 @@ import torch
 
 LabelKind = Literal["binary", "multiclass", "regression"]
 
+#: The splits every dataset provides, in order; a run needs all three.
+SPLITS = ("train", "valid", "test")
+
 
 class DatasetError(RuntimeError):
     """A dataset is missing or malformed.

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10
 
-from noisyarl.data.base import DatasetError, LabelInfo
+from noisyarl.data.base import SPLITS, DatasetError, LabelInfo
 from noisyarl.data.folder import image_to_tensor, require_file, resize_square, split_rows
 
 BASE_FOLDER = "cifar-10-batches-py"
@@ -38,7 +38,6 @@ TRAIN_FILES = tuple(f"data_batch_{k}" for k in range(1, 6))
 TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
 NON_LIVING_CLASSES = frozenset({"airplane", "automobile", "ship", "truck"})
-SPLITS = ("train", "valid", "test")
 DEFAULT_VALID_FRACTION = 0.1
 
 CIFAR_LAYOUT = f"""expected CIFAR-10 layout (ROOT is the --root folder):

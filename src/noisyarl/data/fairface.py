@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from noisyarl.data.base import DatasetError, LabelInfo
+from noisyarl.data.base import SPLITS, DatasetError, LabelInfo
 from noisyarl.data.folder import (
     SYNTH_HINT,
     CsvTable,
@@ -46,7 +46,6 @@ FAIRFACE_GENDERS: tuple[str, ...] = ("Female", "Male")
 TRAIN_CSV = "fairface_label_train.csv"
 VAL_CSV = "fairface_label_val.csv"
 REQUIRED_COLUMNS = ("file", "age", "gender", "race")
-SPLITS = ("train", "valid", "test")
 DEFAULT_VALID_FRACTION = 0.1
 
 FAIRFACE_LAYOUT = f"""expected FairFace layout (ROOT is the --root folder):

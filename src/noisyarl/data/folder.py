@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from noisyarl.data.base import DatasetError, LabelInfo, LabelKind
+from noisyarl.data.base import SPLITS, DatasetError, LabelInfo, LabelKind
 
 SYNTH_HINT = (
     "`noisyarl synth-faces OUT --format celeba|fairface` writes a generated stand-in in the "
@@ -55,7 +55,6 @@ FOLDER_LAYOUT = """expected layout of a 'folder' dataset:
 This layout is for your own data.""" + "\n" + SYNTH_HINT
 
 MAX_INFERRED_CLASSES = 100
-SPLIT_NAMES = ("train", "valid", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "val": "valid",
                  "validation": "valid", "dev": "valid", "test": "test", "testing": "test"}
 IMAGE_FOLDER = "images"
@@ -459,7 +458,7 @@ def split_of_value(value: str, where: str) -> str:
     split = SPLIT_ALIASES.get(value.strip().lower())
     if split is None:
         raise DatasetError(
-            f"{where}: column 'split' must be one of {SPLIT_NAMES} (or val, validation, dev, "
+            f"{where}: column 'split' must be one of {SPLITS} (or val, validation, dev, "
             f"training, testing; any case), got {value!r}"
         )
     return split
@@ -468,7 +467,7 @@ def split_of_value(value: str, where: str) -> str:
 def _folder_split_rows(table: CsvTable, seed: int) -> dict[str, np.ndarray]:
     """split -> sorted row indices; DatasetError when a split gets no row."""
     if "split" not in table.header:
-        parts = dict(zip(SPLIT_NAMES, split_rows(len(table.rows), DEFAULT_SPLIT_FRACTIONS, seed),
+        parts = dict(zip(SPLITS, split_rows(len(table.rows), DEFAULT_SPLIT_FRACTIONS, seed),
                          strict=True))
         why = (f"{len(table.rows)} rows split 80/10/10 at random without a 'split' column; "
                "add rows or a 'split' column")
@@ -476,7 +475,7 @@ def _folder_split_rows(table: CsvTable, seed: int) -> dict[str, np.ndarray]:
         names = [split_of_value(value, table.where(row))
                  for row, value in enumerate(table.column("split"))]
         parts = {split: np.array([row for row, name in enumerate(names) if name == split],
-                                 dtype=np.int64) for split in SPLIT_NAMES}
+                                 dtype=np.int64) for split in SPLITS}
         why = "no row of the 'split' column names it"
     for split, rows in parts.items():
         if not len(rows):
@@ -523,8 +522,8 @@ class FolderDataset(torch.utils.data.Dataset):
         self, root: str | Path, split: str = "train", image_size: int = 64, *,
         label_kinds: dict[str, str] | None = None, seed: int = 0,
     ) -> None:
-        if split not in SPLIT_NAMES:
-            raise ValueError(f"split must be one of {SPLIT_NAMES}, got {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         parsed = read_folder_labels(root, label_kinds, seed)
         rows = parsed.split_rows[split]
         self.root = Path(root)

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from noisyarl.data.base import ImageSplit, LabelInfo
+from noisyarl.data.base import SPLITS, ImageSplit, LabelInfo
 from noisyarl.data.cache import (
     decode_split,
     file_fingerprint,
@@ -57,7 +57,6 @@ from noisyarl.data.folder import (
     layout_error,
 )
 
-SPLITS = ("train", "valid", "test")
 CACHE_VERSION = 1
 
 

@@ -33,9 +33,9 @@ import torch
 from torch import nn
 
 import noisyarl
-from noisyarl.config import ConfigError
+from noisyarl.errors import ConfigError
 from noisyarl.models import GaussianNoise
-from noisyarl.runs import LoadedRun, load_run
+from noisyarl.runners.runs import LoadedRun, load_run
 from noisyarl.utils.io import atomic_write_bytes, write_json
 
 ExportFormat = Literal["onnx", "torchscript"]

@@ -22,11 +22,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from noisyarl.data.base import LabelInfo
-from noisyarl.data.tasks import Task
+from noisyarl.builders import untrained_defence
 from noisyarl.deploy.export import client_for_export, onnx_bytes
 from noisyarl.evaluation.cost import measure_client_cost
-from noisyarl.methods import METHODS, DefenceSpec, build_defence, method_params
+from noisyarl.methods import METHODS
 
 BACKENDS = ("eager", "channels_last", "onnxruntime")
 
@@ -80,18 +79,6 @@ def peak_flops(size: int = 2048, repeats: int = 10) -> float:
         torch.mm(a, b)
         best = min(best, time.perf_counter() - started)
     return 2 * size**3 / best
-
-
-def untrained_client(method: str, image_size: int, split: int = 3, sigma: float = 1.0) -> nn.Module:
-    """The client of ``method`` with fresh weights (latency does not depend on their values).
-
-    Binary utility and private tasks; σ only for defences with a noise module.
-    """
-    binary = Task("label", LabelInfo(kind="binary"))
-    has_noise = METHODS[method].has_noise
-    spec = DefenceSpec(binary, binary, split, sigma if has_noise else 0.0, True,
-                       method_params(method, {}), image_size, cifar_stem=image_size <= 32)
-    return build_defence(method, spec).client
 
 
 def time_calls(call: Callable[[], Any], runs: int, warmup: int) -> list[float]:
@@ -169,7 +156,7 @@ def measure_latency(
 
 def latency_of_run(run_dir: str | Path, **kwargs: Any) -> LatencyReport:
     """:func:`measure_latency` for the trained client of one run, at its configured input size."""
-    from noisyarl.runs import load_run
+    from noisyarl.runners.runs import load_run
 
     run = load_run(run_dir)
     return measure_latency({run.defence.name: run.defence.client},
@@ -182,9 +169,9 @@ def latency_of_methods(methods: Sequence[str], image_size: int, split: int = 3,
     names = list(METHODS) if list(methods) == ["all"] else list(methods)
     unknown = [name for name in names if name not in METHODS]
     if unknown:
-        from noisyarl.config import ConfigError
+        from noisyarl.errors import ConfigError
 
         raise ConfigError(f"--method: unknown {', '.join(unknown)} (known: all, "
                           f"{', '.join(METHODS)})")
-    clients = {name: untrained_client(name, image_size, split, sigma) for name in names}
+    clients = {name: untrained_defence(name, image_size, split, sigma).client for name in names}
     return measure_latency(clients, image_size, **kwargs)

@@ -96,7 +96,7 @@ def prediction_payload(outputs: torch.Tensor, task: Task) -> dict[str, Any]:
 
 def utility_model_from_run(run_dir: str | Path) -> UtilityModel:
     """The utility head of a finished run, with the z shape its client produces."""
-    from noisyarl.runs import load_run
+    from noisyarl.runners.runs import load_run
 
     run = load_run(run_dir)
     with torch.no_grad():

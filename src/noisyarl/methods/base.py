@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from noisyarl.data.tasks import Task
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 
 @dataclass(frozen=True)

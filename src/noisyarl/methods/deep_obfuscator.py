@@ -37,7 +37,7 @@ from torch.nn import functional as F
 from noisyarl.methods.base import Defence, DefenceSpec
 from noisyarl.models import ReconstructionDecoder, vgg16_obfuscator, vgg16_tail
 from noisyarl.models.vgg import OBFUSCATOR_CHANNELS
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 
 @dataclass

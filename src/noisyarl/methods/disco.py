@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from noisyarl.methods.base import Defence, DefenceSpec
 from noisyarl.models import ReconstructionDecoder, resnet18_prefix, resnet18_suffix
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 #: DISCO splits ResNet18 after layer2 (docs/method.md §5), whatever ``spec.split`` says.
 SPLIT = 2

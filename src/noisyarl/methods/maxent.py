@@ -48,7 +48,7 @@ from torchvision.models.resnet import BasicBlock
 
 from noisyarl.methods.base import Defence, DefenceSpec
 from noisyarl.models import resnet18_prefix
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 #: Channels of ResNet18's last stage, the input of the embedding layer.
 RESNET18_FEATURES = 512

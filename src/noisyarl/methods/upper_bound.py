@@ -14,7 +14,7 @@ from torch import nn
 
 from noisyarl.methods.base import Defence, DefenceSpec
 from noisyarl.models import resnet18_suffix
-from noisyarl.training.precision import StepContext
+from noisyarl.runtime import StepContext
 
 
 @dataclass

@@ -4,5 +4,5 @@
 private classes) and writes each method's reconstruction of them under opaque ids; ``app``
 serves the questionnaire (FastAPI, offline, answers stored in SQLite by ``store``); ``results``
 scores the answers per method. Import the submodules directly: this package imports nothing
-heavy (no torch, no FastAPI) so that :mod:`noisyarl.experiment` can use ``decoder``.
+heavy (no torch, no FastAPI) so that :mod:`noisyarl.runners.experiment` can use ``decoder``.
 """

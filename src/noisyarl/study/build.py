@@ -33,12 +33,15 @@ from typing import Any
 import torch
 from PIL import Image
 
-from noisyarl.config import ConfigError
+from noisyarl.attacks.leakage import run_leakage_attack
+from noisyarl.attacks.reconstruction import load_decoder, reconstruct, run_reconstruction_attack
+from noisyarl.builders import load_data
 from noisyarl.data.base import DatasetError, ImageSplit
 from noisyarl.data.tasks import Task
-from noisyarl.runs import LoadedRun, load_run
-from noisyarl.study.decoder import DecoderCapture, load_decoder, reconstruct
-from noisyarl.training.precision import StepContext, resolve_device
+from noisyarl.errors import ConfigError
+from noisyarl.evaluation.plots import save_image_grid
+from noisyarl.runners.runs import LoadedRun, load_run
+from noisyarl.runtime import StepContext, resolve_device
 from noisyarl.utils.io import atomic_write_bytes, atomic_write_text, read_json, write_json
 
 MANIFEST_FILE = "manifest.json"
@@ -166,8 +169,6 @@ def write_study(
     codes = new_participant_codes(participants)
     atomic_write_text(out / CODES_FILE, "\n".join(codes) + "\n")
     if originals is not None:
-        from noisyarl.evaluation.plots import save_image_grid
-
         save_image_grid(originals, list(reconstructions.items()), out / "overview.png",
                         max_images=len(originals))
     manifest = {
@@ -215,8 +216,6 @@ def build_study(
     ``classifier_epochs`` overrides the epochs of the private-label ResNet18 (default: the
     upper-bound run's ``attacks.leakage.epochs``). Returns the manifest's path.
     """
-    from noisyarl.experiment import load_experiment_data
-
     if n < 1:
         raise ConfigError("--n: need at least one image")
     if (Path(out) / MANIFEST_FILE).exists():
@@ -225,7 +224,7 @@ def build_study(
     bound, defended = _split_runs(runs)
     private = bound.private
     study_question = question_for(private, question)
-    splits = load_experiment_data(bound.config, progress=progress)
+    splits = load_data(bound.config, progress=progress)
     context = StepContext(resolve_device(bound.config.train.device))
     eligible = _correct_on_raw_images(bound, splits, context, classifier_epochs, progress)
     num_classes = private.info.num_classes or 2
@@ -295,8 +294,6 @@ def _correct_on_raw_images(bound: LoadedRun, splits: dict[str, ImageSplit],
                            progress: bool) -> torch.Tensor:
     """Bool [N_test]: the upper bound gets the utility label right (unless it is a regression)
     and a raw-image ResNet18 gets the private label right."""
-    from noisyarl.attacks import run_leakage_attack
-
     config = bound.config
     attack = config.attacks.leakage
     classifier = bound.defence.make_attacker(bound.private.num_outputs)
@@ -335,16 +332,11 @@ def _retrain_decoder(run: LoadedRun, splits: dict[str, ImageSplit], context: Ste
                      progress: bool) -> torch.nn.Module:
     """Train the run's reconstruction attack again (its settings and seed) for its decoder; for
     runs made before decoders were saved."""
-    from noisyarl.attacks import run_reconstruction_attack
-
     attack = run.config.attacks.reconstruction
-    capture = DecoderCapture(context)
     context.prepare_module(run.defence)
-    run_reconstruction_attack(
-        run.defence.client, splits, capture, image_size=run.config.data.image_size,
+    result = run_reconstruction_attack(
+        run.defence.client, splits, context, image_size=run.config.data.image_size,
         epochs=attack.epochs, lr=attack.lr, batch_size=attack.batch_size,
         eval_batch_size=run.config.train.eval_batch_size, seed=run.config.seed,
         progress=progress)
-    if capture.decoder is None:
-        raise RuntimeError("the reconstruction attack did not prepare a ReconstructionDecoder")
-    return capture.decoder
+    return result.decoder

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from noisyarl.config import ConfigError
+from noisyarl.errors import ConfigError
 from noisyarl.study.build import CANNOT_JUDGE, load_study
 from noisyarl.study.store import DATABASE_FILE, AnswerRow, AnswerStore
 from noisyarl.utils.io import atomic_write_text, write_json

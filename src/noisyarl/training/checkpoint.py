@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from noisyarl.config import ConfigError
+from noisyarl.errors import ConfigError
 from noisyarl.utils.io import atomic_torch_save
 
 

@@ -28,20 +28,20 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from noisyarl.config import ConfigError
 from noisyarl.data.augment import iterate_batches
 from noisyarl.data.base import ImageSplit
 from noisyarl.data.tasks import Task
+from noisyarl.errors import ConfigError
 from noisyarl.methods.base import Defence
-from noisyarl.training.checkpoint import DamagedCheckpointError, load_checkpoint, save_checkpoint
-from noisyarl.training.distributed import (
+from noisyarl.runtime import StepContext
+from noisyarl.runtime.distributed import (
     DistributedEnv,
     all_gather_states,
     all_reduce_sum,
     barrier,
     rank_seed,
 )
-from noisyarl.training.precision import StepContext
+from noisyarl.training.checkpoint import DamagedCheckpointError, load_checkpoint, save_checkpoint
 from noisyarl.utils.seeding import epoch_generator
 
 #: Files of a checkpoint directory: the whole state after the last completed epoch (for

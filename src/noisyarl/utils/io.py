@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from noisyarl.config import ConfigError
+from noisyarl.errors import ConfigError
 
 #: Permission bits asked for new files; the process umask is applied on top, as for ``open()``.
 _NEW_FILE_MODE = 0o666

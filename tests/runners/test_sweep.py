@@ -8,7 +8,7 @@ import json
 import pytest
 
 from noisyarl.config import ConfigError, config_from_dict
-from noisyarl.sweep import run_sigma_sweep
+from noisyarl.runners.sweep import run_sigma_sweep
 
 
 def _config(root, method="noisy_arl"):

@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from noisyarl.compare import run_comparison
 from noisyarl.config import ConfigError, config_from_dict
+from noisyarl.runners.compare import run_comparison
 
 ROWS = [
     {"label": "RN18", "method": {"name": "upper_bound"}},

@@ -16,19 +16,13 @@ import pytest
 import torch
 import yaml
 
-from noisyarl import experiment
+from noisyarl.builders import defence_from_config, load_data, resolve_tasks
 from noisyarl.cli import main
 from noisyarl.config import ConfigError, config_from_dict, load_config
 from noisyarl.data.base import DatasetError
 from noisyarl.data.registry import available_labels
-from noisyarl.experiment import (
-    _cached_stage,
-    build_experiment_defence,
-    load_experiment_data,
-    resolve_tasks,
-    run_experiment,
-    stage_key,
-)
+from noisyarl.runners import experiment
+from noisyarl.runners.experiment import _cached_stage, run_experiment, stage_key
 from noisyarl.training.checkpoint import load_checkpoint, save_checkpoint
 from noisyarl.utils.io import DiskFullError, atomic_torch_save, atomic_write_bytes, read_json
 
@@ -93,7 +87,7 @@ def no_decoding(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("images were decoded before the config was checked")
 
-    monkeypatch.setattr(experiment, "load_experiment_data", refuse)
+    monkeypatch.setattr(experiment, "load_data", refuse)
 
 
 # --- what a finished run keeps ------------------------------------------------------------
@@ -197,7 +191,7 @@ def test_a_saved_attack_result_is_not_reused_under_other_training_settings(tiny_
     at_one = config_from_dict(_values(tiny_celeba_root))
     at_two = config_from_dict(_values(tiny_celeba_root, method={"sigma": 2.0}))
     utility, private = resolve_tasks(at_one, available_labels("celeba", tiny_celeba_root))
-    defence = build_experiment_defence(at_one, utility, private)
+    defence = defence_from_config(at_one, utility, private)
     calls = []
 
     def compute():
@@ -286,7 +280,7 @@ def test_a_read_only_out_folder_is_refused(tiny_celeba_root, tmp_path, capsys, n
 
 @pytest.fixture(scope="module")
 def tiny_splits(tiny_celeba_root):
-    return load_experiment_data(config_from_dict(_values(tiny_celeba_root)), progress=False)
+    return load_data(config_from_dict(_values(tiny_celeba_root)), progress=False)
 
 
 @pytest.mark.parametrize("empty", ["train", "valid", "test"])
@@ -333,7 +327,7 @@ def test_the_valid_split_follows_split_seed_not_the_run_seed(tiny_fairface_root)
         values = {"seed": seed, "data": {"dataset": "fairface", "root": str(tiny_fairface_root),
                                          "image_size": 16, "split_seed": split_seed},
                   "tasks": {"utility": {"label": "gender"}, "private": {"label": "race"}}}
-        return load_experiment_data(config_from_dict(values), progress=False)["valid"].images
+        return load_data(config_from_dict(values), progress=False)["valid"].images
 
     assert torch.equal(valid(seed=1, split_seed=0), valid(seed=2, split_seed=0))
     assert not torch.equal(valid(seed=1, split_seed=0), valid(seed=1, split_seed=1))

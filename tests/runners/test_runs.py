@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from noisyarl.config import ConfigError
-from noisyarl.runs import load_run
+from noisyarl.runners.runs import load_run
 from noisyarl.training.checkpoint import load_checkpoint
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from noisyarl.config import ExperimentConfig, config_from_dict
 from noisyarl.data.registry import load_splits
-from noisyarl.data.synth import SynthConfig, write_celeba
 from noisyarl.evaluation.report import RESULT_COLUMNS, format_table, write_report, write_summary
-from noisyarl.experiment import run_experiment, save_reconstruction_grid, summary_row
-from noisyarl.sweep import run_sigma_sweep, validation_delta
+from noisyarl.runners.experiment import run_experiment, save_reconstruction_grid, summary_row
+from noisyarl.runners.sweep import run_sigma_sweep, validation_delta
+from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,8 @@ def run_demo(
     out_dir = Path(out_dir)
     started = time.perf_counter()
     data_root = out_dir / "data"
-    if not (data_root / "celeba" / "list_eval_partition.txt").exists():
-        print(f"generating {plan.num_images} faces at {plan.image_size}px -> {data_root}")
-        write_celeba(data_root, SynthConfig(num_images=plan.num_images,
-                                            image_size=plan.image_size, seed=0), progress=True)
+    ensure_celeba(data_root, SynthConfig(num_images=plan.num_images, image_size=plan.image_size,
+                                         seed=0), progress=True)
     splits = load_splits("celeba", data_root, plan.image_size, progress=True)
     runs = out_dir / "runs"
 

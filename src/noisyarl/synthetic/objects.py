@@ -93,7 +93,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from noisyarl.data.cifar import BASE_FOLDER, META_FILE, TEST_FILE, TRAIN_FILES
-from noisyarl.data.synth_draw import Color, ellipse_points, mix, shade
+from noisyarl.synthetic.draw import Color, ellipse_points, mix, shade
 
 CLASS_NAMES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from noisyarl.data.synth import (
+from noisyarl.synthetic.faces import (
     CELEBA_ATTRIBUTE_RATES,
     CELEBA_ATTRIBUTES,
     DRAWN_ATTRIBUTES,

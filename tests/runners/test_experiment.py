@@ -7,9 +7,10 @@ import json
 import pytest
 from PIL import Image
 
+from noisyarl.builders import load_data
 from noisyarl.config import ConfigError, config_from_dict
-from noisyarl.demo import DemoPlan, run_demo
-from noisyarl.experiment import load_experiment_data, run_experiment
+from noisyarl.runners.demo import DemoPlan, run_demo
+from noisyarl.runners.experiment import run_experiment
 
 
 def _config(root, method="noisy_arl", epochs=1, size=40, **method_values):
@@ -65,7 +66,7 @@ def test_arl_hides_the_private_attribute_but_keeps_utility(small_celeba_root, tm
     on undefended features (same architecture trained without the adversarial term), while
     Smiling stays clearly above chance."""
     base = _config(small_celeba_root, epochs=3, size=48)
-    splits = load_experiment_data(base, progress=False)
+    splits = load_data(base, progress=False)
 
     def run(name, **method):
         config = _config(small_celeba_root, epochs=3, size=48, **method)

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from noisyarl.data import synth_objects
 from noisyarl.data.cifar import NON_LIVING_CLASSES
 from noisyarl.data.registry import load_splits
-from noisyarl.data.synth_objects import (
+from noisyarl.synthetic import objects as synth_objects
+from noisyarl.synthetic.objects import (
     CLASS_NAMES,
     OBJECT_CLASSES,
     SCENES,

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from noisyarl.compare import check_before_decoding
+from noisyarl.builders import load_data
 from noisyarl.config import ConfigError, ExperimentConfig
 from noisyarl.data.base import ImageSplit
 from noisyarl.evaluation.plots import plot_sigma_sweep
 from noisyarl.evaluation.report import format_table, write_csv, write_report
-from noisyarl.experiment import load_experiment_data, run_experiment
 from noisyarl.methods import METHODS
-from noisyarl.training.distributed import current_env
+from noisyarl.runners.compare import check_before_decoding
+from noisyarl.runners.experiment import run_experiment
+from noisyarl.runtime.distributed import current_env
 from noisyarl.utils.io import write_json
 
 SWEEP_COLUMNS = [
@@ -110,7 +111,7 @@ def run_sigma_sweep(
     points = sweep_points(config, sigmas, reconstruction)
     check_before_decoding(config, [runs_dir / point.run_name() for point in points],
                           out_dir / "sweep.json", resume=resume, labels=splits is None)
-    splits = splits or load_experiment_data(config, progress=config.train.progress)
+    splits = splits or load_data(config, progress=config.train.progress)
     metrics = {}
     for point in points:
         print(f"\n== {point.run_name()}")

@@ -6,7 +6,7 @@ Every defence steps *several* optimisers per batch on *different* losses (the ob
 ``L_util - λ·L_adv``, then the adversary's own ``L_adv``; a reversed-gradient update). Instead of
 wrapping sub-modules in :class:`torch.nn.parallel.DistributedDataParallel`, whose one-backward-
 one-all-reduce hook model does not fit several backward passes over shared sub-graphs, the shared
-:meth:`noisyarl.training.precision.StepContext.step` averages the gradients of exactly the
+:meth:`noisyarl.runtime.context.StepContext.step` averages the gradients of exactly the
 parameters of the optimiser it is about to step (one flattened all-reduce per step, after
 ``backward`` and before ``optimizer.step``). With equal per-rank batches this is the gradient of
 the loss of the combined batch, for every one of the defence's optimisers.

@@ -2,7 +2,7 @@
 
 The adversarial update (several optimisers, reversed gradients) is averaged over ranks inside
 ``StepContext.step`` and batch norm uses the statistics of the global batch
-(``noisyarl.training.distributed``); these tests hold the training loop to that claim.
+(``noisyarl.runtime.distributed``); these tests hold the training loop to that claim.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from noisyarl.data.augment import iterate_batches
 from noisyarl.data.base import ImageSplit, LabelInfo
 from noisyarl.data.tasks import Task
 from noisyarl.methods import DefenceSpec, build_defence, method_params
-from noisyarl.training.distributed import (
+from noisyarl.runtime import StepContext
+from noisyarl.runtime.distributed import (
     DistributedEnv,
     SyncedBatchNorm2d,
     convert_batchnorm,
     current_env,
 )
 from noisyarl.training.loop import ScalarLog
-from noisyarl.training.precision import StepContext
 from noisyarl.utils.io import read_json
 from noisyarl.utils.seeding import epoch_generator
 

@@ -1,4 +1,4 @@
-"""Rendering of one procedural face for :mod:`noisyarl.data.synth`.
+"""Rendering of one procedural face for :mod:`noisyarl.synthetic.faces`.
 
 A face is described in *face units*: the origin is the midpoint between the eye centres, x points
 to the image's right, y points down, and the nominal half-width of the face is 1. A per-image pose
@@ -63,7 +63,7 @@ LAYOUTS = {layout.name: layout for layout in (CELEBA_LAYOUT, FAIRFACE_LAYOUT)}
 
 @dataclass(frozen=True)
 class FaceSpec:
-    """Everything drawn for one image (sampled by :mod:`noisyarl.data.synth`).
+    """Everything drawn for one image (sampled by :mod:`noisyarl.synthetic.faces`).
 
     Identity traits (constant for a person): race, male, skin (RGB), face_width (half-width in
     face units), jaw_exponent (superellipse exponent of the lower face: 2 round .. 3.4 square),

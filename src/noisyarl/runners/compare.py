@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from noisyarl.attacks.suite import WORST_CASE_COLUMNS
+from noisyarl.builders import load_data, resolve_tasks
 from noisyarl.config import ConfigError, ExperimentConfig
 from noisyarl.data.base import ImageSplit
 from noisyarl.data.registry import available_labels
@@ -25,14 +26,9 @@ from noisyarl.evaluation.report import (
     write_csv,
     write_report,
 )
-from noisyarl.experiment import (
-    load_experiment_data,
-    resolve_tasks,
-    run_experiment,
-    save_reconstruction_grid,
-)
-from noisyarl.training.distributed import current_env
-from noisyarl.training.precision import resolve_device
+from noisyarl.runners.experiment import run_experiment, save_reconstruction_grid
+from noisyarl.runtime import resolve_device
+from noisyarl.runtime.distributed import current_env
 from noisyarl.utils.io import atomic_write_text
 
 TABLE_COLUMNS: list[Column] = [
@@ -137,7 +133,7 @@ def run_comparison(
     rows_to_run = comparison_configs(config)
     check_before_decoding(config, [out_dir / "runs" / row.run_name() for _, row in rows_to_run],
                           out_dir / "table.md", resume=resume, labels=splits is None)
-    splits = splits or load_experiment_data(config, progress=config.train.progress)
+    splits = splits or load_data(config, progress=config.train.progress)
     rows, run_dirs = [], []
     for label, row_config in rows_to_run:
         run_dir = out_dir / "runs" / row_config.run_name()

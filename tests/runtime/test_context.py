@@ -9,9 +9,9 @@ import torch
 from noisyarl.config import ConfigError, config_from_dict
 from noisyarl.data.base import LabelInfo
 from noisyarl.data.tasks import Task
-from noisyarl.experiment import run_experiment
 from noisyarl.methods import DefenceSpec, build_defence, method_params
-from noisyarl.training.precision import StepContext
+from noisyarl.runners.experiment import run_experiment
+from noisyarl.runtime import StepContext
 
 BINARY = Task("label", LabelInfo(kind="binary"))
 

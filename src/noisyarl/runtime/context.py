@@ -1,8 +1,8 @@
-"""Devices, mixed precision, memory format and optimiser steps shared by training and attacks.
+"""Mixed precision, memory format and optimiser steps shared by defences, training and attacks.
 
 :class:`StepContext` is the one place where a step meets the hardware: autocast, the fp16
 gradient scaler, channels-last inputs and modules, and (under ``torchrun``) the gradient
-average over ranks (see :mod:`noisyarl.training.distributed`).
+average over ranks (see :mod:`noisyarl.runtime.distributed`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
-from noisyarl.config import ConfigError
-from noisyarl.training.distributed import (
+from noisyarl.runtime.distributed import (
     DistributedEnv,
     average_gradients,
     broadcast_module,
@@ -22,31 +21,6 @@ from noisyarl.training.distributed import (
 )
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a config error.
-
-    local_rank: under torchrun, the GPU of this process (``cuda`` -> ``cuda:local_rank``).
-    Raises :class:`~noisyarl.config.ConfigError` for a device name torch does not know and for
-    a CUDA device that this machine does not have.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ConfigError(f"train.device: {name!r} is not a device (use auto, cpu or cuda[:N])"
-                          ) from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name} requested but torch.cuda.is_available() is "
-                          "False; use auto or cpu")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    if device.type == "cuda" and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"train.device: {device} requested but this machine has "
-                          f"{torch.cuda.device_count()} CUDA device(s); use auto, cuda or cpu")
-    return device
 
 
 class StepContext:

@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from noisyarl.builders import defence_from_config, resolve_tasks
 from noisyarl.config import ConfigError, ExperimentConfig, config_to_dict, load_config
 from noisyarl.data.base import LabelInfo
+from noisyarl.data.registry import available_labels
 from noisyarl.data.tasks import Task
 from noisyarl.methods import Defence
 from noisyarl.training.checkpoint import DamagedCheckpointError, load_checkpoint
@@ -63,9 +65,6 @@ def load_tasks(run_dir: str | Path, config: ExperimentConfig) -> tuple[Task, Tas
         values = read_json(path)
         return tuple(Task(values[role]["label"], _info_from_dict(values[role]["info"]))
                      for role in ("utility", "private"))  # type: ignore[return-value]
-    from noisyarl.data.registry import available_labels
-    from noisyarl.experiment import resolve_tasks
-
     return resolve_tasks(config, available_labels(config.data.dataset, config.data.root))
 
 
@@ -74,8 +73,6 @@ def load_run(run_dir: str | Path) -> LoadedRun:
 
     Raises :class:`ConfigError` when the folder is not a run directory or has no trained weights.
     """
-    from noisyarl.experiment import build_experiment_defence  # late: experiment imports us
-
     run_dir = Path(run_dir)
     config_path, best = run_dir / "config.yaml", run_dir / "checkpoints" / "best.pt"
     if not config_path.is_file():
@@ -86,7 +83,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
                           "finish the run first (`noisyarl run ... --resume`)")
     config = load_config(config_path)
     utility, private = load_tasks(run_dir, config)
-    defence = build_experiment_defence(config, utility, private)
+    defence = defence_from_config(config, utility, private)
     try:
         weights = load_checkpoint(best)["model"]
     except DamagedCheckpointError as error:

@@ -68,9 +68,9 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from noisyarl.data.celeba import CELEBA_ATTRIBUTES, LANDMARK_NAMES
+from noisyarl.data.celeba import CELEBA_ATTRIBUTES, LANDMARK_NAMES, TEXT_FILES
 from noisyarl.data.fairface import FAIRFACE_AGE_BINS, FAIRFACE_RACES
-from noisyarl.data.synth_draw import (
+from noisyarl.synthetic.draw import (
     FACIAL_HAIR_NONE,
     FULL_BEARD,
     GOATEE,
@@ -431,7 +431,7 @@ def sample_image_labels(
     """Per-image labels given each image's gender and base age bin (arrays [N]).
 
     Returns age_bin, age_years, smiling, mouth_open, eyeglasses, lipstick, facial_hair (codes of
-    :mod:`noisyarl.data.synth_draw`) and undrawn (bool [N, len(UNDRAWN_ATTRIBUTES)]).
+    :mod:`noisyarl.synthetic.draw`) and undrawn (bool [N, len(UNDRAWN_ATTRIBUTES)]).
     """
     n = male.shape[0]
     age_shift = rng.choice([-1, 0, 1], size=n, p=[0.12, 0.76, 0.12])
@@ -683,6 +683,20 @@ def write_celeba(out_dir: str | Path, config: SynthConfig, progress: bool = Fals
     names = [celeba_file_name(i) for i in range(config.num_images)]
     _write_celeba_lists(folder, names, plan, np.asarray(landmarks), np.asarray(bboxes))
     return folder
+
+
+def ensure_celeba(out_dir: str | Path, config: SynthConfig, progress: bool = False) -> Path:
+    """``OUT/celeba/`` as :func:`write_celeba` makes it, generated only when absent.
+
+    A folder holding every CelebA list file (the landmarks list is written last) is taken as
+    it is, so a resumed demo or benchmark does not draw its faces again. Returns the folder.
+    """
+    folder = Path(out_dir) / "celeba"
+    if all((folder / name).is_file() for name in TEXT_FILES):
+        return folder
+    if progress:
+        print(f"generating {config.num_images} faces at {config.image_size}px -> {out_dir}")
+    return write_celeba(out_dir, config, progress=progress)
 
 
 def _write_celeba_lists(

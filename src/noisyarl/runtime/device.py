@@ -1,0 +1,32 @@
+"""Which device a run uses: ``train.device`` resolved against this machine."""
+
+from __future__ import annotations
+
+import torch
+
+from noisyarl.errors import ConfigError
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a config error.
+
+    local_rank: under torchrun, the GPU of this process (``cuda`` -> ``cuda:local_rank``).
+    Raises :class:`~noisyarl.config.ConfigError` for a device name torch does not know and for
+    a CUDA device that this machine does not have.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ConfigError(f"train.device: {name!r} is not a device (use auto, cpu or cuda[:N])"
+                          ) from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name} requested but torch.cuda.is_available() is "
+                          "False; use auto or cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: {device} requested but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s); use auto, cuda or cpu")
+    return device
