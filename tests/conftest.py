@@ -2,46 +2,77 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from noisyarl.synthetic.faces import SynthConfig, write_celeba, write_fairface
+from noisyarl.synthetic.objects import write_cifar10
 
 torch.set_num_threads(2)
 
 
+class GeneratedDatasets:
+    """The one factory of generated datasets: each distinct request is generated once per
+    session, in the real on-disk format, under pytest's temporary folder.
+
+    ``faces("celeba", SynthConfig(...))`` -> a root holding ``celeba/`` (or ``fairface/``);
+    ``objects(num_train, num_test, seed)`` -> a root holding ``cifar-10-batches-py/``.
+    Treat every root as read-only (copy it to damage it).
+    """
+
+    def __init__(self, tmp_path_factory) -> None:
+        self._tmp = tmp_path_factory
+        self._roots: dict[tuple, Path] = {}
+
+    def faces(self, layout: str, config: SynthConfig) -> Path:
+        key = ("faces", layout, repr(config))  # SynthConfig is not hashable
+        if key not in self._roots:
+            root = self._tmp.mktemp(f"{layout}-{config.num_images}-{config.seed}")
+            writer = {"celeba": write_celeba, "fairface": write_fairface}[layout]
+            writer(root, config)
+            self._roots[key] = root
+        return self._roots[key]
+
+    def objects(self, num_train: int, num_test: int, seed: int = 0) -> Path:
+        key = ("objects", num_train, num_test, seed)
+        if key not in self._roots:
+            root = self._tmp.mktemp(f"cifar-{num_train}-{seed}")
+            write_cifar10(root, num_train=num_train, num_test=num_test, seed=seed)
+            self._roots[key] = root
+        return self._roots[key]
+
+
 @pytest.fixture(scope="session")
-def tiny_celeba_root(tmp_path_factory):
+def generated_datasets(tmp_path_factory) -> GeneratedDatasets:
+    """The session's :class:`GeneratedDatasets` factory."""
+    return GeneratedDatasets(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_celeba_root(generated_datasets):
     """A generated CelebA-format dataset: 360 faces, 48 px wide (root holding ``celeba/``)."""
-    root = tmp_path_factory.mktemp("tiny-celeba")
-    write_celeba(root, SynthConfig(num_images=360, image_size=48, seed=3))
-    return root
+    return generated_datasets.faces("celeba", SynthConfig(num_images=360, image_size=48, seed=3))
 
 
 @pytest.fixture(scope="session")
-def small_celeba_root(tmp_path_factory):
+def small_celeba_root(generated_datasets):
     """A larger generated CelebA-format dataset for learning tests: 1600 faces, 48 px wide."""
-    root = tmp_path_factory.mktemp("small-celeba")
-    write_celeba(root, SynthConfig(num_images=1600, image_size=48, seed=5))
-    return root
+    return generated_datasets.faces("celeba", SynthConfig(num_images=1600, image_size=48, seed=5))
 
 
 @pytest.fixture(scope="session")
-def tiny_fairface_root(tmp_path_factory):
+def tiny_fairface_root(generated_datasets):
     """A generated FairFace-format dataset: 240 faces, 40 px (root holding ``fairface/``)."""
-    root = tmp_path_factory.mktemp("tiny-fairface")
-    write_fairface(root, SynthConfig(num_images=240, image_size=40, seed=4))
-    return root
+    return generated_datasets.faces("fairface",
+                                    SynthConfig(num_images=240, image_size=40, seed=4))
 
 
 @pytest.fixture(scope="session")
-def tiny_cifar_root(tmp_path_factory):
+def tiny_cifar_root(generated_datasets):
     """Generated objects in the CIFAR-10 layout (root holding ``cifar-10-batches-py/``)."""
-    from noisyarl.synthetic.objects import write_cifar10
-
-    root = tmp_path_factory.mktemp("tiny-cifar")
-    write_cifar10(root, num_train=200, num_test=50, seed=0)
-    return root
+    return generated_datasets.objects(num_train=200, num_test=50, seed=0)
 
 
 def tiny_run_config(root, method: str = "noisy_arl", sigma: float = 0.5, size: int = 40):

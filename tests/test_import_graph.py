@@ -121,3 +121,25 @@ def test_no_import_cycle_between_modules():
 
 def test_no_import_cycle_between_subpackages():
     assert cycles(package_graph(import_graph())) == []
+
+
+def readme_layout_rows() -> list[list[str]]:
+    """The package names of each row of README.md's layout table, top to bottom."""
+    text = (PACKAGE_ROOT.parents[1] / "README.md").read_text(encoding="utf-8")
+    table = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `noisyarl")]
+    return [[name.strip(" `") for name in row.split("/")] for row in rows]
+
+
+def test_readme_layout_table_lists_every_subpackage_once():
+    listed = [name for row in readme_layout_rows() for name in row]
+    children = set(package_graph(import_graph()))
+    assert sorted(listed) == sorted(children)
+
+
+def test_readme_layout_table_is_in_import_order():
+    """A row imports only rows above it (or its own row)."""
+    rank = {name: index for index, row in enumerate(readme_layout_rows()) for name in row}
+    upward = [(source, target) for source, targets in package_graph(import_graph()).items()
+              for target in targets if rank[target] > rank[source]]
+    assert upward == []

@@ -19,6 +19,7 @@ import dataclasses
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -121,7 +122,7 @@ class AttackConfig:
 
 @dataclass
 class WorstCaseConfig:
-    """What ``attacks.suite: worst-case`` adds (see :mod:`noisyarl.attacks.suite`).
+    """What ``attacks.suite: worst_case`` adds (see :mod:`noisyarl.attacks.suite`).
 
     attackers: attribute attackers, names of :data:`noisyarl.attacks.attackers.ATTACKERS`
     (trained with ``attacks.leakage``'s epochs, lr and batch size). queries: the k of the
@@ -141,11 +142,12 @@ class WorstCaseConfig:
 @dataclass
 class AttacksConfig:
     """suite: ``paper`` (the paper's protocol: one proxy-shaped attacker, best test epoch) or
-    ``worst-case`` (adds ``worst_case``: more attackers, multi-query averaging, identity)."""
+    ``worst_case`` (adds ``worst_case``: more attackers, multi-query averaging, identity; the
+    older spelling ``worst-case`` is read as ``worst_case`` with a deprecation warning)."""
 
     leakage: AttackConfig = field(default_factory=AttackConfig)
     reconstruction: AttackConfig = field(default_factory=AttackConfig)
-    suite: Literal["paper", "worst-case"] = "paper"
+    suite: Literal["paper", "worst_case"] = "paper"
     worst_case: WorstCaseConfig = field(default_factory=WorstCaseConfig)
 
 
@@ -398,8 +400,43 @@ def _check_values(config: ExperimentConfig) -> None:
     _check_reference(config.reference)
 
 
+#: Values renamed so that one concept has one name: old spelling -> (config key, new value).
+RENAMED_VALUES = {("attacks", "suite"): {"worst-case": "worst_case"}}
+
+
+def _renamed_values(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with old spellings of renamed values replaced, each with a warning that names
+    the key and the new spelling (configs written before the rename keep working)."""
+    for path, renames in RENAMED_VALUES.items():
+        node: Any = values
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        old = node.get(path[-1])
+        if isinstance(old, str) and old in renames:
+            key = ".".join(path)
+            warnings.warn(f"{key}: {old!r} is deprecated; write {renames[old]!r}",
+                          FutureWarning, stacklevel=3)
+            node = dict(node)
+            node[path[-1]] = renames[old]
+            values = _replace_at(values, path[:-1], node)
+    return values
+
+
+def _replace_at(values: dict[str, Any], path: tuple[str, ...], node: Any) -> dict[str, Any]:
+    """A copy of ``values`` with the mapping at ``path`` replaced by ``node``."""
+    if not path:
+        return node
+    copy = dict(values)
+    copy[path[0]] = _replace_at(values[path[0]], path[1:], node)
+    return copy
+
+
 def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
     """Validate a plain mapping into an :class:`ExperimentConfig` (raises :class:`ConfigError`)."""
+    if isinstance(values, dict):
+        values = _renamed_values(values)
     config = _build(ExperimentConfig, values, "")
     _check_values(config)
     return config

@@ -11,7 +11,7 @@ from torch import nn
 from noisyarl.attacks.identity import identity_metrics, run_identity_attack
 from noisyarl.evaluation.metrics import roc_auc, top1_identification_rate
 from noisyarl.runtime import StepContext
-from noisyarl.synthetic.faces import SynthConfig, write_celeba
+from noisyarl.synthetic.faces import SynthConfig
 
 
 def test_roc_auc_on_a_hand_made_example():
@@ -59,13 +59,13 @@ def test_identity_metrics_are_perfect_for_separated_identities_and_chance_for_no
 
 
 @pytest.fixture(scope="module")
-def clean_faces(tmp_path_factory):
+def clean_faces(generated_datasets):
     """Generated faces without pose, lighting or background variation (identity traits stay;
     expression, glasses and facial hair still change per image)."""
     from noisyarl.data.registry import load_splits
 
-    root = tmp_path_factory.mktemp("clean-faces")
-    write_celeba(root, SynthConfig(num_images=1200, image_size=48, seed=5, nuisance=0.0))
+    root = generated_datasets.faces(
+        "celeba", SynthConfig(num_images=1200, image_size=48, seed=5, nuisance=0.0))
     return load_splits("celeba", root, 48)
 
 

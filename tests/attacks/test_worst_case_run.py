@@ -1,4 +1,4 @@
-"""`attacks.suite: worst-case` in `noisyarl run` and `noisyarl compare` tables."""
+"""`attacks.suite: worst_case` in `noisyarl run` and `noisyarl compare` tables."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from noisyarl.runners.compare import table_row
 from noisyarl.runners.experiment import run_experiment
 from noisyarl.utils.io import read_json
 
-WORST_CASE = ["attacks.suite=worst-case", "attacks.worst_case.attackers=[proxy, linear, knn]",
+WORST_CASE = ["attacks.suite=worst_case", "attacks.worst_case.attackers=[proxy, linear, knn]",
               "attacks.worst_case.queries=[1, 4]", "attacks.worst_case.identity_epochs=1",
               "attacks.reconstruction.enabled=false"]
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow  # the suite trains several attackers (about a min
 def worst_case_run(tiny_run_dir, tmp_path_factory):
     """The finished tiny run, resumed with the worst-case suite: training is reused (attack
     settings are not part of a checkpoint), the suite runs."""
-    run_dir = tmp_path_factory.mktemp("worst-case") / "run"
+    run_dir = tmp_path_factory.mktemp("worst_case") / "run"
     shutil.copytree(tiny_run_dir, run_dir)
     config = apply_overrides(load_config(run_dir / "config.yaml"), WORST_CASE)
     return config, run_dir, run_experiment(config, run_dir, resume=True)

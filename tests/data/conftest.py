@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from noisyarl.synthetic.faces import SynthConfig, generate_faces, write_celeba, write_fairface
+from noisyarl.synthetic.faces import SynthConfig, generate_faces
 
 # 40 px wide: CelebA-format images are 40 x 49 px (centre crop: top offset 4, side 40).
 CELEBA_CONFIG = SynthConfig(num_images=48, image_size=40, seed=11)
@@ -14,11 +14,9 @@ FAIRFACE_CONFIG = SynthConfig(num_images=48, image_size=40, seed=12)
 
 
 @pytest.fixture(scope="session")
-def celeba_root(tmp_path_factory):
+def celeba_root(generated_datasets):
     """A generated CelebA root (``ROOT/celeba/...``) of CELEBA_CONFIG; do not modify it."""
-    root = tmp_path_factory.mktemp("celeba-root")
-    write_celeba(root, CELEBA_CONFIG)
-    return root
+    return generated_datasets.faces("celeba", CELEBA_CONFIG)
 
 
 @pytest.fixture(scope="session")
@@ -28,11 +26,9 @@ def celeba_truth():
 
 
 @pytest.fixture(scope="session")
-def fairface_root(tmp_path_factory):
+def fairface_root(generated_datasets):
     """A generated FairFace root (``ROOT/fairface/...``) of FAIRFACE_CONFIG; do not modify it."""
-    root = tmp_path_factory.mktemp("fairface-root")
-    write_fairface(root, FAIRFACE_CONFIG)
-    return root
+    return generated_datasets.faces("fairface", FAIRFACE_CONFIG)
 
 
 @pytest.fixture(scope="session")

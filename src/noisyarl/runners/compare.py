@@ -109,7 +109,7 @@ def table_row(label: str, metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _worst_case_cells(metrics: dict[str, Any], obfuscates: bool) -> dict[str, Any]:
-    """The worst-case columns of a row (``attacks.suite: worst-case``); none otherwise."""
+    """The worst-case columns of a row (``attacks.suite: worst_case``); none otherwise."""
     if metrics.get("privacy_worst_case") is None:
         return {}
     cells = {key: metrics.get(key) for key, _, _ in WORST_CASE_COLUMNS}
@@ -171,7 +171,7 @@ def _write_comparison(out_dir: Path, config: ExperimentConfig, rows, run_dirs) -
     ]
     if len(columns) > len(TABLE_COLUMNS):
         notes.append(
-            "Worst case (attacks.suite: worst-case): the strongest of the attackers "
+            "Worst case (attacks.suite: worst_case): the strongest of the attackers "
             f"{', '.join(config.attacks.worst_case.attackers)}, each scored at its best "
             "validation epoch; worst-case Δ = Utility − worst case. Privacy at max k: the "
             f"proxy attacker on the mean of {max(config.attacks.worst_case.queries)} queries. "

@@ -421,7 +421,7 @@ def _reconstruction_stage(setup: ExperimentSetup, key: dict[str, Any]) -> dict[s
 def _worst_case_stage(setup: ExperimentSetup, key: dict[str, Any], test_utility: float,
                       leakage: dict[str, Any] | None,
                       reconstruction: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``attacks.suite: worst-case``: the attacker suite, multi-query averaging with and without
+    """``attacks.suite: worst_case``: the attacker suite, multi-query averaging with and without
     keyed noise, and identity leakage (:mod:`noisyarl.attacks.suite`), cached like the others.
 
     Under torchrun every rank runs it whole on a single-process context (its k-NN and
@@ -429,7 +429,7 @@ def _worst_case_stage(setup: ExperimentSetup, key: dict[str, Any], test_utility:
     """
     config = setup.config
     attacks = config.attacks
-    if attacks.suite != "worst-case":
+    if attacks.suite != "worst_case":
         return None
     context, env = setup.context, setup.env
     if env.enabled:
@@ -538,7 +538,7 @@ def summary_row(metrics: dict[str, Any]) -> dict[str, Any]:
     The upper bound sends raw images: like the paper's tables, its row has no delta.
     """
     row = {key: metrics.get(key) for key in SUMMARY_KEYS}
-    if metrics.get("privacy_worst_case") is not None:  # attacks.suite: worst-case
+    if metrics.get("privacy_worst_case") is not None:  # attacks.suite: worst_case
         row.update({key: metrics.get(key) for key, _, _ in WORST_CASE_COLUMNS})
     if metrics.get("method") == "upper_bound":
         row["delta"] = None
