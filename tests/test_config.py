@@ -151,3 +151,24 @@ def test_clearing_params_lets_a_config_switch_method():
         apply_overrides(config, ["method.name=upper_bound"])
     switched = apply_overrides(config, ["method.name=upper_bound", "method.params={}"])
     assert switched.method.name == "upper_bound" and switched.method.params == {}
+
+
+def test_the_old_worst_case_spelling_is_read_with_a_warning(tmp_path):
+    """``attacks.suite: worst-case`` (files, and overrides, written before the rename) still
+    selects the suite, and the warning names the new spelling."""
+    path = tmp_path / "old.yaml"
+    path.write_text("tasks: {utility: {label: Smiling}, private: {label: Male}}\n"
+                    "attacks: {suite: worst-case}\n")
+    with pytest.warns(FutureWarning, match="attacks.suite: 'worst-case' is deprecated; write "
+                                           "'worst_case'"):
+        config = load_config(path)
+    assert config.attacks.suite == "worst_case"
+    with pytest.warns(FutureWarning, match="worst_case"):
+        overridden = apply_overrides(config, ["attacks.suite=worst-case"])
+    assert overridden.attacks.suite == "worst_case"
+
+
+def test_an_unknown_suite_is_still_an_error():
+    with pytest.raises(ConfigError, match="attacks.suite"):
+        config_from_dict({"tasks": {"utility": {"label": "a"}, "private": {"label": "b"}},
+                          "attacks": {"suite": "strongest"}})

@@ -35,7 +35,10 @@ def test_shards_of_all_ranks_make_up_one_process_batches(world_size):
     for index, (images, labels) in enumerate(whole):
         parts = [shards[rank][index] for rank in range(world_size)]
         assert all(part[0].shape[0] == 8 // world_size for part in parts)
-        assert torch.equal(torch.cat([part[0] for part in parts]), images)
+        # same pixels and augmentation; float kernels may round differently by batch size
+        # (measured: at most 1.5e-8 on [0, 1] pixels with 2-image shards on an AMD EPYC)
+        torch.testing.assert_close(torch.cat([part[0] for part in parts]), images,
+                                   rtol=0, atol=1e-6)
         assert torch.equal(torch.cat([part[1]["y"] for part in parts]), labels["y"])
 
 

@@ -26,6 +26,7 @@ from noisyarl.evaluation.report import (
     write_csv,
     write_report,
 )
+from noisyarl.methods import METHODS
 from noisyarl.runners.experiment import run_experiment, save_reconstruction_grid
 from noisyarl.runtime import resolve_device
 from noisyarl.runtime.distributed import current_env
@@ -83,10 +84,10 @@ def check_before_decoding(config: ExperimentConfig, run_dirs: list[Path], result
 def table_row(label: str, metrics: dict[str, Any]) -> dict[str, Any]:
     """One row of ``table.csv``: the paper's three columns, client cost and reconstruction.
 
-    The upper bound sends raw images: as in the paper, its row has no Δ.
+    A defence that sends raw images (the upper bound) has no Δ, as in the paper.
     """
     cost = metrics["client_cost"]
-    obfuscates = metrics["method"] != "upper_bound"
+    obfuscates = METHODS[metrics["method"]].obfuscates
     return {
         "method": label,
         "method_name": metrics["method"],

@@ -51,7 +51,7 @@ from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.evaluation.metrics import privacy_utility_delta
 from noisyarl.evaluation.plots import save_image_grid
 from noisyarl.evaluation.report import RESULT_COLUMNS, write_report
-from noisyarl.methods import Defence
+from noisyarl.methods import METHODS, Defence
 from noisyarl.runners.runs import (
     DISPLAY_ONLY,
     check_run_dir,
@@ -535,12 +535,13 @@ def save_reconstruction_grid(
 def summary_row(metrics: dict[str, Any]) -> dict[str, Any]:
     """The report/summary columns of one run.
 
-    The upper bound sends raw images: like the paper's tables, its row has no delta.
+    A defence that sends raw images (the upper bound) has no delta, like the paper's tables.
     """
     row = {key: metrics.get(key) for key in SUMMARY_KEYS}
     if metrics.get("privacy_worst_case") is not None:  # attacks.suite: worst_case
         row.update({key: metrics.get(key) for key, _, _ in WORST_CASE_COLUMNS})
-    if metrics.get("method") == "upper_bound":
+    defence = METHODS.get(metrics.get("method"))
+    if defence is not None and not defence.obfuscates:
         row["delta"] = None
     return row
 
