@@ -2,9 +2,11 @@
 
 Runs ``noisyarl.runners.compare.run_comparison`` for the two CelebA pairs of the paper's tables
 (private Male / utility Smiling, and the correlated private Mouth_Slightly_Open / utility
-Smiling) on one generated dataset, plus the client cost of every method at the paper's 178 px.
-The paper configs are used as they are except for the data root, the sizes and the noisy-ARL σ:
-the appendix's σ values (15360 for table 3) belong to real CelebA at 178 px and long training.
+Smiling) on one generated dataset, plus the client cost of every defence at the paper's 178 px.
+The paper configs are used as they are except for the data root, the sizes and the rows: both
+pairs run the six rows of ``configs/paper/celeba_male_smiling.yaml``'s ``compare:`` list (every
+baseline, ARL at σ = 0 and noisy ARL), noisy ARL at ``--sigma``: the appendix's σ values (15360
+for table 3) belong to real CelebA at 178 px and long training.
 
 Usage: python benchmarks/bench_compare.py --out /tmp/bench-compare [--num-images 4000]
        [--image-size 64] [--epochs 3] [--sigma 9]
@@ -20,12 +22,11 @@ from pathlib import Path
 
 import torch
 
-from noisyarl.config import CompareEntry, MethodConfig, load_config
-from noisyarl.data.base import LabelInfo
-from noisyarl.data.tasks import Task
+from noisyarl.builders import untrained_defence
+from noisyarl.config import CompareEntry, load_config
 from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.evaluation.report import format_table
-from noisyarl.methods import METHODS, DefenceSpec, build_defence, method_params
+from noisyarl.methods import METHODS
 from noisyarl.runners.compare import TABLE_COLUMNS, run_comparison
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 
@@ -33,26 +34,39 @@ PAIRS = {
     "male_smiling": "configs/paper/celeba_male_smiling.yaml",
     "mouth_smiling": "configs/paper/table3_celeba_mouth_smiling.yaml",
 }
-BASELINES = ("upper_bound", "maxent_arl", "deep_obfuscator", "disco")
+#: The config whose ``compare:`` list gives the rows of both pairs.
+ROWS_CONFIG = PAIRS["male_smiling"]
 
 
 def client_costs(image_size: int) -> list[dict]:
-    """Client cost of every method (noisy ARL for K = 1..4) for one image of ``image_size``."""
-    binary = Task("label", LabelInfo(kind="binary"))
+    """Client cost of every defence (noisy ARL for K = 1..4) for one image of ``image_size``."""
     rows = []
-    for name in METHODS:
-        for split in (1, 2, 3, 4) if METHODS[name].has_split else (3,):
-            spec = DefenceSpec(binary, binary, split, 0.0, True, method_params(name, {}),
-                               image_size)
-            cost = measure_client_cost(build_defence(name, spec).client,
+    for name, defence_class in METHODS.items():
+        for split in (1, 2, 3, 4) if defence_class.has_split else (3,):
+            cost = measure_client_cost(untrained_defence(name, image_size, split=split).client,
                                        (3, image_size, image_size))
-            label = f"{name} RN18_{split}" if METHODS[name].has_split else name
+            label = defence_class.display_name
+            if defence_class.has_split:
+                label += f" RN18_{split}"
             rows.append({"method": label, "client_gflops": cost.gflops,
                          "client_params_m": cost.params / 1e6,
                          "peak_mib": cost.peak_activation_bytes / 2**20,
                          "z_shape": "x".join(map(str, cost.z_shape)),
                          "z_kib": cost.z_bytes / 1024})
     return rows
+
+
+def with_sigma(entry: CompareEntry, sigma: float) -> CompareEntry:
+    """``entry`` with its σ replaced, and the σ its label names (``(σ=1)`` -> ``(σ=9)``)."""
+    old, new = f"σ={entry.method.sigma:g}", f"σ={sigma:g}"
+    label = entry.label.replace(old, new) if old in entry.label else f"{entry.label} ({new})"
+    return CompareEntry(label, dataclasses.replace(entry.method, sigma=sigma))
+
+
+def comparison_rows(sigma: float, path: str = ROWS_CONFIG) -> list[CompareEntry]:
+    """The ``compare:`` rows of ``path``; rows with noise (σ > 0) at ``sigma`` instead."""
+    return [with_sigma(entry, sigma) if entry.method.sigma > 0 else entry
+            for entry in load_config(path).compare]
 
 
 def bench_config(path: str, data_root: Path, args: argparse.Namespace):
@@ -62,15 +76,7 @@ def bench_config(path: str, data_root: Path, args: argparse.Namespace):
         f"train.epochs={args.epochs}", f"attacks.leakage.epochs={args.epochs}",
         f"attacks.reconstruction.epochs={args.reconstruction_epochs}",
     ])
-    labels = {"upper_bound": "RN18 (upper bound)", "maxent_arl": "MaxEnt-ARL",
-              "deep_obfuscator": "DeepObfuscator", "disco": "DISCO"}
-    compare = [CompareEntry(labels[name], MethodConfig(name=name)) for name in BASELINES]
-    compare += [
-        CompareEntry("ARL RN18_3 (σ=0)", MethodConfig(name="noisy_arl", split=3, sigma=0.0)),
-        CompareEntry(f"noisy ARL RN18_3 (σ={args.sigma:g})",
-                     MethodConfig(name="noisy_arl", split=3, sigma=args.sigma)),
-    ]
-    return dataclasses.replace(config, compare=compare)
+    return dataclasses.replace(config, compare=comparison_rows(args.sigma))
 
 
 def main() -> None:

@@ -25,14 +25,12 @@ import time
 
 import torch
 
+from noisyarl.builders import untrained_defence
 from noisyarl.data.augment import iterate_batches
 from noisyarl.data.base import ImageSplit, LabelInfo
-from noisyarl.data.tasks import Task
-from noisyarl.methods import DefenceSpec, build_defence, method_params
 from noisyarl.runtime import StepContext
 
 BINARY_INFO = LabelInfo(kind="binary")
-BINARY = Task("label", BINARY_INFO)
 #: name -> (precision, channels_last, compile)
 VARIANTS = {
     "fp32 NCHW": ("fp32", False, False),
@@ -74,10 +72,9 @@ def measure(split: ImageSplit, args: argparse.Namespace, precision: str, channel
     """images/s of the step (data included), warm-up seconds, peak memory in GiB."""
     device = torch.device(args.device)
     context = StepContext(device, precision, channels_last)
-    spec = DefenceSpec(BINARY, BINARY, args.split, 1.0, True, method_params("noisy_arl", {}),
-                       args.size, cifar_stem=args.size <= 32)
-    torch.manual_seed(0)
-    defence = context.prepare_module(build_defence("noisy_arl", spec)).train()
+    torch.manual_seed(0)  # binary tasks, default params; the CIFAR stem up to 32 px
+    defence = untrained_defence("noisy_arl", args.size, split=args.split, sigma=1.0)
+    defence = context.prepare_module(defence).train()
     if compiled:
         for name, child in list(defence.named_children()):
             setattr(defence, name, torch.compile(child, backend=args.compile_backend))

@@ -34,18 +34,16 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from noisyarl.builders import untrained_defence
 from noisyarl.data.augment import iterate_batches
-from noisyarl.data.base import ImageSplit, LabelInfo
+from noisyarl.data.base import ImageSplit
 from noisyarl.data.registry import load_splits
-from noisyarl.data.tasks import Task
-from noisyarl.methods import DefenceSpec, build_defence, method_params
 from noisyarl.runtime import StepContext
 from noisyarl.runtime.distributed import init_distributed
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 
 SIZE = 178
 SPLIT = 3
-BINARY = Task("label", LabelInfo(kind="binary"))
 CACHED_VARIANTS = {"fp32": ("fp32", False), "channels_last": ("fp32", True),
                    "channels_last + bf16": ("bf16", True)}
 
@@ -97,9 +95,9 @@ def cached_batches(split: ImageSplit, batch: int, context: StepContext) -> Itera
 
 def step_rate(batches: Iterator[torch.Tensor], context: StepContext, steps: int) -> float:
     """Images/s (all ranks together) of the noisy-ARL step, time to fetch the batch included."""
-    spec = DefenceSpec(BINARY, BINARY, SPLIT, 1.0, True, method_params("noisy_arl", {}), SIZE)
     torch.manual_seed(0)
-    defence = context.prepare_module(build_defence("noisy_arl", spec)).train()
+    defence = untrained_defence("noisy_arl", SIZE, split=SPLIT, sigma=1.0)
+    defence = context.prepare_module(defence).train()
     optimizers = defence.configure_optimizers()
 
     def one_step() -> int:

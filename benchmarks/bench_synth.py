@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from noisyarl.evaluation.metrics import cramers_v
 from noisyarl.synthetic.faces import (
     CELEBA_ATTRIBUTES,
     FAIRFACE_AGE_BINS,
     FAIRFACE_RACES,
     SynthConfig,
-    cramers_v,
     generate_faces,
     plan_faces,
     write_celeba,

@@ -12,9 +12,7 @@ import time
 
 import torch
 
-from noisyarl.data.base import LabelInfo
-from noisyarl.data.tasks import Task
-from noisyarl.methods import DefenceSpec, build_defence, method_params
+from noisyarl.builders import untrained_defence
 from noisyarl.runtime import StepContext
 
 VARIANTS = {
@@ -26,11 +24,9 @@ VARIANTS = {
 
 def images_per_second(size: int, split: int, batch: int, steps: int, precision: str,
                       channels_last: bool, device: torch.device) -> float:
-    binary = Task("label", LabelInfo(kind="binary"))
-    spec = DefenceSpec(binary, binary, split, 1.0, True, method_params("noisy_arl", {}), size,
-                       cifar_stem=size <= 32)
     context = StepContext(device, precision, channels_last)
-    defence = context.prepare_module(build_defence("noisy_arl", spec))
+    # Binary tasks, default params; the CIFAR stem up to 32 px.
+    defence = context.prepare_module(untrained_defence("noisy_arl", size, split=split, sigma=1.0))
     optimizers = defence.configure_optimizers()
     images = context.prepare_images(torch.rand(batch, 3, size, size))
     labels = torch.randint(0, 2, (batch,), device=device)

@@ -1,7 +1,8 @@
 """Worst-case privacy of every defence on generated faces (private Male / utility Smiling).
 
-Runs ``noisyarl.runners.compare.run_comparison`` with ``attacks.suite: worst-case`` for the four
-baselines, ARL (σ = 0) and noisy ARL at ``--sigma``, then prints: the paper-protocol privacy and
+Runs ``noisyarl.runners.compare.run_comparison`` with ``attacks.suite: worst_case`` for the rows
+of ``configs/paper/celeba_male_smiling.yaml``'s ``compare:`` list (the four baselines, ARL at
+σ = 0 and noisy ARL, here at ``--sigma``), then prints: the paper-protocol privacy and
 Δ beside the worst case over the attacker suite; for noisy ARL the k-query table with fresh and
 with keyed noise (and the keyed noise's utility and time cost); and identity re-identification.
 Everything is also written to ``OUT/worst_case.md`` and ``OUT/worst_case.json``.
@@ -21,17 +22,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from bench_compare import comparison_rows  # the sibling script: benchmarks/ is on sys.path
 
 from noisyarl.attacks.suite import QUERY_COLUMNS, query_table_rows
-from noisyarl.config import CompareEntry, MethodConfig, load_config
+from noisyarl.config import CompareEntry, load_config
 from noisyarl.evaluation.report import format_table
 from noisyarl.runners.compare import run_comparison
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 from noisyarl.utils.io import atomic_write_text, read_json, write_json
 
 CONFIG = "configs/paper/celeba_male_smiling.yaml"
-BASELINES = {"upper_bound": "RN18 (upper bound)", "maxent_arl": "MaxEnt-ARL",
-             "deep_obfuscator": "DeepObfuscator", "disco": "DISCO"}
 
 PRIVACY_COLUMNS = [
     ("method", "method", "{}"),
@@ -43,8 +43,6 @@ PRIVACY_COLUMNS = [
     ("delta_worst_case", "Δ worst case", "{:.2f}"),
     ("privacy_worst_case_best_test_epoch", "worst case, best test epoch", "{:.2f}"),
 ]
-#: --methods names of the compare rows, in order.
-ROW_KEYS = [*BASELINES, "arl", "noisy_arl"]
 ATTACKER_COLUMNS = [("method", "method", "{}")]
 IDENTITY_COLUMNS = [
     ("method", "method", "{}"),
@@ -56,22 +54,25 @@ IDENTITY_COLUMNS = [
 ]
 
 
+def row_key(entry: CompareEntry) -> str:
+    """The ``--methods`` name of a compare row: its defence, ``arl`` for noisy ARL at σ = 0."""
+    method = entry.method
+    return "arl" if method.name == "noisy_arl" and method.sigma == 0 else method.name
+
+
 def bench_config(data_root: Path, args: argparse.Namespace):
+    """CONFIG at benchmark size with the worst-case suite: its ``compare:`` rows chosen by
+    ``--methods``, rows with noise (σ > 0) at ``--sigma``."""
     config = load_config(CONFIG, [
         f"data.root={data_root}", f"data.image_size={args.image_size}", "data.cache_dir=null",
         f"train.epochs={args.epochs}", f"attacks.leakage.epochs={args.attack_epochs}",
         f"attacks.reconstruction.epochs={args.reconstruction_epochs}",
-        "attacks.suite=worst-case", f"attacks.worst_case.queries={args.queries}",
+        "attacks.suite=worst_case", f"attacks.worst_case.queries={args.queries}",
         f"attacks.worst_case.identity_epochs={args.identity_epochs}", "train.progress=false",
     ])
-    compare = [CompareEntry(label, MethodConfig(name=name)) for name, label in BASELINES.items()]
-    compare += [
-        CompareEntry("ARL RN18_3 (σ=0)", MethodConfig(name="noisy_arl", split=3, sigma=0.0)),
-        CompareEntry(f"noisy ARL RN18_3 (σ={args.sigma:g})",
-                     MethodConfig(name="noisy_arl", split=3, sigma=args.sigma)),
-    ]
     chosen = set(args.methods)
-    compare = [entry for entry, key in zip(compare, ROW_KEYS, strict=True) if key in chosen]
+    compare = [entry for entry in comparison_rows(args.sigma, CONFIG)
+               if row_key(entry) in chosen]
     return dataclasses.replace(config, compare=compare)
 
 
@@ -133,6 +134,7 @@ def render(summary: dict, header: str) -> str:
 
 
 def main() -> None:
+    row_keys = [row_key(entry) for entry in load_config(CONFIG).compare]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--num-images", type=int, default=1500)
@@ -143,7 +145,7 @@ def main() -> None:
     parser.add_argument("--identity-epochs", type=int, default=10)
     parser.add_argument("--sigma", type=float, default=9.0)
     parser.add_argument("--queries", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--methods", nargs="+", choices=ROW_KEYS, default=ROW_KEYS,
+    parser.add_argument("--methods", nargs="+", choices=row_keys, default=row_keys,
                         help="rows to run (default all; arl is noisy_arl with σ = 0)")
     args = parser.parse_args()
     started = time.perf_counter()

@@ -1,4 +1,8 @@
-"""Multi-query averaging and the keyed-noise defence against it."""
+"""Multi-query averaging and the keyed-noise defence against it.
+
+Both take the client's noise module explicitly (what ``Defence.noise_module()`` gives), so they
+work for any client whose noise module adds σ·ε to its output, not only an ``Obfuscator``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from noisyarl.attacks.multi_query import AveragedClient, queries_differ
 from noisyarl.attacks.suite import near_duplicate_check
 from noisyarl.data.base import ImageSplit
 from noisyarl.models.keyed_noise import KeyedObfuscator, image_seed
-from noisyarl.models.noise import GaussianNoise, Obfuscator
+from noisyarl.models.noise import GaussianNoise, NoiseFree, Obfuscator
 from noisyarl.runtime import StepContext
 
 SIGMA = 2.0
@@ -25,16 +29,46 @@ class _Doubling(nn.Module):
         return 2 * x + SIGMA * torch.randn_like(x)
 
 
-@pytest.mark.parametrize("client", [Obfuscator(nn.Identity(), GaussianNoise(SIGMA)),
-                                    _Doubling()], ids=["gaussian-fast-path", "k-calls"])
+def _obfuscator():
+    client = Obfuscator(nn.Identity(), GaussianNoise(SIGMA))
+    return client, client.noise
+
+
+def _sequential():
+    """A noisy client that is no Obfuscator: the noise module is the last of a Sequential."""
+    client = nn.Sequential(nn.Identity(), GaussianNoise(SIGMA))
+    return client, client[1]
+
+
+def _k_calls():
+    return _Doubling(), None
+
+
+@pytest.mark.parametrize("make", [_obfuscator, _sequential, _k_calls],
+                         ids=["obfuscator-noise-once", "sequential-noise-once", "k-calls"])
 @pytest.mark.parametrize("k", [1, 4, 16, 64])
-def test_averaging_k_queries_lowers_the_noise_std_by_sqrt_k(client, k):
+def test_averaging_k_queries_lowers_the_noise_std_by_sqrt_k(make, k):
+    client, noise = make()
     torch.manual_seed(k)
     h = torch.full((4, 8, 25, 25), 0.3)  # a fixed feature, 20 000 noise elements
     clean = 2 * h if isinstance(client, _Doubling) else h
-    residual = AveragedClient(client.eval(), k)(h) - clean
+    residual = AveragedClient(client.eval(), k, noise)(h) - clean
     assert float(residual.std()) == pytest.approx(SIGMA / math.sqrt(k), rel=0.03)
     assert abs(float(residual.mean())) < 0.05 * SIGMA / math.sqrt(k) * 3
+    assert noise is None or noise.enabled  # switched back on after computing h
+
+
+def test_the_features_are_computed_once_when_the_noise_module_is_given():
+    calls = []
+    extractor = nn.Conv2d(3, 4, 3)
+    extractor.register_forward_hook(lambda *_: calls.append(1))
+    client = nn.Sequential(extractor, GaussianNoise(SIGMA)).eval()
+    images = torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        AveragedClient(client, 16, client[1])(images)
+        assert len(calls) == 1
+        AveragedClient(client, 16)(images)  # no noise module given: 16 calls
+        assert len(calls) == 17
 
 
 def _images(count=4, side=12, seed=0):
@@ -46,6 +80,21 @@ def _keyed(key: bytes, sigma: float = 1.0) -> KeyedObfuscator:
     torch.manual_seed(0)
     extractor = nn.Conv2d(3, 5, 3, stride=2).requires_grad_(False)
     return KeyedObfuscator(Obfuscator(extractor, GaussianNoise(sigma)), key).eval()
+
+
+def test_keyed_noise_wraps_any_client_whose_noise_module_ends_it():
+    torch.manual_seed(0)
+    extractor = nn.Conv2d(3, 5, 3, stride=2).requires_grad_(False)
+    sequential = nn.Sequential(extractor, GaussianNoise(1.0)).eval()
+    images = _images().float() / 255
+    keyed = KeyedObfuscator(sequential, b"key", sequential[1])
+    reference = _keyed(b"key")  # the same extractor weights inside an Obfuscator
+    assert torch.equal(keyed(images), reference(images))
+    assert torch.equal(keyed.features(images), extractor(images))
+    assert torch.equal(NoiseFree(sequential, sequential[1])(images), extractor(images))
+    assert sequential[1].enabled
+    with pytest.raises(ValueError, match="noise module"):
+        KeyedObfuscator(extractor, b"key")
 
 
 def test_keyed_noise_gives_the_same_z_for_the_same_image_and_key():
@@ -78,7 +127,7 @@ def test_keyed_noise_is_standard_normal_scaled_by_sigma():
 def test_averaging_keyed_queries_changes_nothing_and_is_detected():
     split = ImageSplit(images=_images(count=8), labels={})
     keyed = _keyed(b"key")
-    fresh = keyed.obfuscator
+    fresh = keyed.client
     context = StepContext(torch.device("cpu"))
     assert not queries_differ(keyed, split, context)
     assert queries_differ(fresh, split, context)

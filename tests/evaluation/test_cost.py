@@ -208,7 +208,8 @@ def _client(name: str, split: int, image_size: int) -> nn.Module:
     from noisyarl.methods import DefenceSpec, build_defence, method_params
 
     binary = Task("y", LabelInfo(kind="binary"))
-    spec = DefenceSpec(binary, binary, split, 0.0, True, method_params(name, {}), image_size)
+    spec = DefenceSpec(utility=binary, private=binary, split=split, sigma=0.0, noise=True,
+                       params=method_params(name, {}), image_size=image_size)
     return build_defence(name, spec).client
 
 

@@ -13,92 +13,13 @@ from scipy.stats.contingency import association
 
 from noisyarl.evaluation.metrics import (
     MS_SSIM_MIN_SIZE,
-    binary_accuracy,
     contingency_table,
     cramers_v,
     ms_ssim,
-    mse,
-    multiclass_accuracy,
     privacy_utility_delta,
     psnr,
     ssim,
 )
-
-logit_values = st.floats(-1e3, 1e3, allow_nan=False, width=32)
-
-
-# --- accuracies ------------------------------------------------------------------------------
-
-
-@st.composite
-def binary_batches(draw):
-    n = draw(st.integers(1, 40))
-    logits = draw(st.lists(logit_values, min_size=n, max_size=n))
-    target = draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))
-    return logits, target
-
-
-@settings(deadline=None)
-@given(binary_batches(), st.booleans())
-def test_binary_accuracy_is_the_fraction_of_logits_on_the_target_side(batch, column_shape):
-    logits, target = batch
-    hits = [(logit > 0) == bool(label) for logit, label in zip(logits, target, strict=True)]
-    manual = sum(hits) / len(target)
-    logits_tensor = torch.tensor(logits)
-    if column_shape:
-        logits_tensor = logits_tensor[:, None]
-
-    accuracy = binary_accuracy(logits_tensor, torch.tensor(target))
-
-    assert 0.0 <= accuracy <= 1.0
-    assert accuracy == pytest.approx(manual)
-
-
-@st.composite
-def multiclass_batches(draw):
-    n, classes = draw(st.integers(1, 30)), draw(st.integers(2, 7))
-    rows = draw(st.lists(st.lists(logit_values, min_size=classes, max_size=classes),
-                         min_size=n, max_size=n))
-    target = draw(st.lists(st.integers(0, classes - 1), min_size=n, max_size=n))
-    return rows, target
-
-
-@settings(deadline=None)
-@given(multiclass_batches())
-def test_multiclass_accuracy_is_the_fraction_of_top1_hits(batch):
-    rows, target = batch
-    first_argmax = [max(range(len(row)), key=row.__getitem__) for row in rows]
-    manual = sum(p == t for p, t in zip(first_argmax, target, strict=True)) / len(target)
-
-    accuracy = multiclass_accuracy(torch.tensor(rows), torch.tensor(target))
-
-    assert 0.0 <= accuracy <= 1.0
-    assert accuracy == pytest.approx(manual)
-
-
-def test_binary_accuracy_thresholds_logits_at_zero_not_at_one_half():
-    # logits 0.3 are probabilities 0.57: positive predictions, although below 0.5 as numbers.
-    assert binary_accuracy(torch.tensor([0.3, 0.3, -0.3]), torch.tensor([1, 1, 0])) == 1.0
-
-
-def test_accuracy_rejects_mismatched_and_empty_batches():
-    with pytest.raises(ValueError):
-        binary_accuracy(torch.zeros(3), torch.zeros(4))
-    with pytest.raises(ValueError):
-        binary_accuracy(torch.zeros(3, 2), torch.zeros(3))
-    with pytest.raises(ValueError):
-        multiclass_accuracy(torch.zeros(0, 3), torch.zeros(0))
-    with pytest.raises(ValueError):
-        multiclass_accuracy(torch.zeros(4), torch.zeros(4))
-
-
-def test_mse_is_the_mean_over_all_elements():
-    pred = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
-    target = torch.tensor([[1.0, 0.0], [0.0, 4.0]])
-    assert mse(pred, target) == pytest.approx((0 + 4 + 9 + 0) / 4)
-    with pytest.raises(ValueError):
-        mse(pred, target[:1])
-
 
 # --- privacy-utility delta -------------------------------------------------------------------
 

@@ -152,8 +152,10 @@ def test_shapes_of_client_heads_attacker_and_reconstruction():
 
 def test_describe_reports_no_split_and_no_noise():
     defence = _defence()
-    assert defence.describe() == {"method": "deep_obfuscator", "split": None, "sigma": 0.0,
-                                  "noise": False}
+    assert defence.describe() == {
+        "method": "deep_obfuscator", "display_name": "DeepObfuscator", "obfuscates": True,
+        "split": None, "sigma": 0.0, "noise": False,
+        "params": {"lambda1": 0.01, "lambda2": 1.0, "lr": 1e-3, "beta1": 0.9, "beta2": 0.999}}
     assert not DeepObfuscator.has_split and not DeepObfuscator.has_noise
     assert DeepObfuscator.obfuscates
 

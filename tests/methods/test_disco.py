@@ -193,9 +193,11 @@ def test_train_step_moves_every_part_and_reports_loop_scalars(utility, private, 
 
 def test_describe_reports_the_fixed_split_and_no_noise():
     facts = _defence(prune_ratio=0.99).describe()
-    assert facts["method"] == "disco"
+    assert (facts["method"], facts["display_name"]) == ("disco", "DISCO")
     assert (facts["split"], facts["sigma"], facts["noise"]) == (2, 0.0, False)
-    assert facts["prune_ratio"] == 0.99
+    assert Disco.fixed_split == 2 and not Disco.has_split
+    assert facts["params"] == {"prune_ratio": 0.99, "alpha": 0.5, "temperature": 30.0,
+                               "lr": 1e-3, "proxy": "attribute"}
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 import copy
 import math
+import warnings
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from torch import nn
 
 from noisyarl.data.base import LabelInfo
 from noisyarl.data.tasks import Task
+from noisyarl.methods import method_params
 from noisyarl.methods.base import DefenceSpec
 from noisyarl.methods.maxent import MaxEntARL, MaxEntParams, predictive_entropy
 from noisyarl.models import ReconstructionDecoder
@@ -19,7 +21,7 @@ MALE = Task("Male", LabelInfo(kind="binary"))
 RACE = Task("race", LabelInfo(kind="multiclass", num_classes=4))
 LANDMARKS = Task("landmarks", LabelInfo(kind="regression", dim=10))
 CPU = StepContext(torch.device("cpu"))
-#: Small images (CIFAR stem) keep the ResNet18 encoder fast on a CPU.
+#: Small images (CIFAR stem) keep the ResNet18 client fast on a CPU.
 SIDE = 16
 
 
@@ -71,8 +73,8 @@ def _entropy_against_a_frozen_adversary(private: Task, alpha: float) -> tuple[fl
 
 
 @pytest.mark.parametrize("private", [RACE, MALE], ids=["multiclass", "binary"])
-def test_encoder_steps_push_a_frozen_adversary_towards_uniform(private):
-    # The characteristic mechanism: against a fixed, confident adversary, the encoder's steps
+def test_client_steps_push_a_frozen_adversary_towards_uniform(private):
+    # The characteristic mechanism: against a fixed, confident adversary, the client's steps
     # (alpha near 1) move z to where the adversary's prediction approaches uniform (log k).
     limit = _max_entropy(private)
     before, after = _entropy_against_a_frozen_adversary(private, alpha=0.99)
@@ -83,20 +85,20 @@ def test_encoder_steps_push_a_frozen_adversary_towards_uniform(private):
     assert limit - after > 0.75 * (limit - before)
 
 
-def test_adversary_step_lowers_its_own_loss_and_leaves_the_encoder_alone():
+def test_adversary_step_lowers_its_own_loss_and_leaves_the_client_alone():
     defence = _defence(RACE, head_dropout=0.0)
     images, _, target = _batch(RACE)
     optimizers = defence.configure_optimizers()
     defence.train()
-    encoder_before = [p.detach().clone() for p in defence.client.parameters()]
+    client_before = [p.detach().clone() for p in defence.client.parameters()]
     adversary_before = [p.detach().clone() for p in defence.adversary.parameters()]
-    z = defence.client(images)  # still attached to the encoder's graph: the step must detach
+    z = defence.client(images)  # still attached to the client's graph: the step must detach
     losses = [float(defence.update_adversary(z, target, optimizers, CPU)["adversary_loss"])
               for _ in range(10)]
     assert losses[-1] < losses[0]
     assert all(p.grad is None for p in defence.client.parameters())
     assert all(torch.equal(a, b)
-               for a, b in zip(encoder_before, defence.client.parameters(), strict=True))
+               for a, b in zip(client_before, defence.client.parameters(), strict=True))
     assert any(not torch.equal(a, b)
                for a, b in zip(adversary_before, defence.adversary.parameters(), strict=True))
 
@@ -147,12 +149,29 @@ def test_a_regression_private_task_is_rejected_with_the_reason():
 
 @pytest.mark.parametrize(("field", "value"), [
     ("alpha", 1.0), ("alpha", -0.1), ("alpha", "0.5"), ("embedding_dim", 0),
-    ("embedding_dim", 12.5), ("dropout", 1.0), ("head_dropout", -0.1), ("encoder_lr", 0.0),
-    ("head_lr", float("nan")), ("encoder_weight_decay", -1.0),
+    ("embedding_dim", 12.5), ("dropout", 1.0), ("head_dropout", -0.1), ("client_lr", 0.0),
+    ("head_lr", float("nan")), ("client_weight_decay", -1.0),
 ])
 def test_bad_params_are_rejected_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         MaxEntParams(**{field: value})
+
+
+def test_the_old_encoder_keys_still_work_with_a_warning_naming_the_new_key():
+    with pytest.warns(FutureWarning, match=r"encoder_lr is deprecated; write method\.params\."
+                                           r"client_lr"):
+        params = method_params("maxent_arl", {"encoder_lr": 3e-4})
+    assert params.client_lr == 3e-4
+    with pytest.warns(FutureWarning, match=r"compare\[1\]\.method\.params\.client_weight_decay"):
+        params = method_params("maxent_arl", {"encoder_weight_decay": 0.0}, "compare[1].method")
+    assert params.client_weight_decay == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new keys read without a warning
+        assert method_params("maxent_arl", {"client_lr": 2e-4}).client_lr == 2e-4
+    with pytest.raises(ValueError, match="both encoder_lr and client_lr"):
+        method_params("maxent_arl", {"encoder_lr": 1e-4, "client_lr": 2e-4})
+    with pytest.raises(ValueError, match="client_lr must be"), pytest.warns(FutureWarning):
+        method_params("maxent_arl", {"encoder_lr": -1.0})  # checked under the new name
 
 
 def test_optimisers_follow_the_authors_code_and_anneal_over_the_run():
@@ -184,8 +203,10 @@ def test_client_sends_a_vector_with_dropout_in_its_blocks_and_is_labelled_noise_
     assert z.shape == (4, 32)
     assert attacked.shape == (4, RACE.num_outputs)
     assert sum(isinstance(m, nn.Dropout) for m in defence.client.modules()) == 8  # 8 blocks
-    assert defence.describe() == {"method": "maxent_arl", "split": None, "sigma": 0.0,
-                                  "noise": False}
+    facts = defence.describe()
+    assert (facts["method"], facts["display_name"]) == ("maxent_arl", "MaxEnt-ARL")
+    assert (facts["split"], facts["sigma"], facts["noise"]) == (None, 0.0, False)
+    assert facts["params"]["embedding_dim"] == 32 and facts["params"]["client_lr"] == 1e-4
 
 
 def test_the_vector_z_can_be_decoded_to_an_image_that_depends_on_z():

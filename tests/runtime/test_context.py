@@ -6,21 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from noisyarl.builders import untrained_defence
 from noisyarl.config import ConfigError, config_from_dict
-from noisyarl.data.base import LabelInfo
-from noisyarl.data.tasks import Task
-from noisyarl.methods import DefenceSpec, build_defence, method_params
 from noisyarl.runners.experiment import run_experiment
 from noisyarl.runtime import StepContext
 
-BINARY = Task("label", LabelInfo(kind="binary"))
-
 
 def _defence_and_batch(context: StepContext):
-    spec = DefenceSpec(BINARY, BINARY, 2, 0.0, True, method_params("noisy_arl", {}), 16,
-                       cifar_stem=True)
-    torch.manual_seed(0)
-    defence = context.prepare_module(build_defence("noisy_arl", spec)).train()
+    torch.manual_seed(0)  # binary tasks, default params, σ = 0, the CIFAR stem at 16 px
+    defence = untrained_defence("noisy_arl", image_size=16, split=2)
+    defence = context.prepare_module(defence).train()
     generator = torch.Generator().manual_seed(1)
     images = context.prepare_images(torch.rand(8, 3, 16, 16, generator=generator))
     labels = torch.randint(0, 2, (8,), generator=generator)

@@ -23,7 +23,8 @@ class _CosineDefence(Defence):
     Params = dict
 
     def __init__(self) -> None:
-        super().__init__(DefenceSpec(BINARY, BINARY, 1, 0.0, False, {}, 8))
+        super().__init__(DefenceSpec(utility=BINARY, private=BINARY, split=1, sigma=0.0,
+                                     noise=False, params={}, image_size=8))
         self.client = nn.AdaptiveAvgPool2d(1)
         self.utility_head = nn.Sequential(nn.Flatten(), nn.Linear(3, BINARY.num_outputs))
 

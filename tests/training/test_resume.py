@@ -229,7 +229,8 @@ class _PixelProbe(Defence):
     Params = dict
 
     def __init__(self) -> None:
-        super().__init__(DefenceSpec(PIXEL, PIXEL, 1, 0.0, False, {}, 8))
+        super().__init__(DefenceSpec(utility=PIXEL, private=PIXEL, split=1, sigma=0.0,
+                                     noise=False, params={}, image_size=8))
         self.client = nn.AdaptiveAvgPool2d(1)
         self.utility_head = nn.Sequential(nn.Flatten(), nn.Linear(3, 1))
 

@@ -18,36 +18,40 @@ from noisyarl.attacks.leakage import run_leakage_attack
 from noisyarl.attacks.reconstruction import run_reconstruction_attack
 from noisyarl.data.base import ImageSplit
 from noisyarl.data.tasks import Task
-from noisyarl.models.noise import GaussianNoise, Obfuscator
+from noisyarl.models.noise import GaussianNoise, noise_switched_off
 from noisyarl.runtime import StepContext
 
 
 class AveragedClient(nn.Module):
     """z̄ = mean of ``queries`` calls of ``client`` on the same images.
 
-    For an :class:`Obfuscator` with a :class:`GaussianNoise` module (noisy ARL) the extractor is
-    deterministic in eval mode (attacks freeze the client), so the k queries differ only by
-    their noise: h is computed once and the k noise draws are averaged, which is the same
-    random variable at 1/k of the cost. Any other client is called k times.
+    ``noise``: the client's noise module (:meth:`noisyarl.methods.Defence.noise_module`), which
+    adds ``σ·ε`` to the client's output. Given, and the client in eval mode (attacks freeze it),
+    the noise-free features are deterministic, so the k queries differ only by their noise: h
+    is computed once (the client with its noise module switched off) and the k noise draws are
+    averaged, which is the same random variable at 1/k of the cost. Without it (a client
+    without a noise module, keyed noise) the client is called k times.
     """
 
-    def __init__(self, client: nn.Module, queries: int) -> None:
+    def __init__(self, client: nn.Module, queries: int,
+                 noise: GaussianNoise | None = None) -> None:
         super().__init__()
         if queries < 1:
             raise ValueError(f"queries must be >= 1, got {queries}")
         self.client = client
         self.queries = int(queries)
+        self.noise = noise
 
     def _features_once(self) -> bool:
-        return (type(self.client) is Obfuscator and isinstance(self.client.noise, GaussianNoise)
-                and not self.client.training)
+        return self.noise is not None and not self.client.training
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._features_once():
-            h = self.client.features(x)
+            with noise_switched_off(self.noise):
+                h = self.client(x)
             total = torch.zeros_like(h)
             for _ in range(self.queries):
-                total += self.client.noise(h) - h
+                total += self.noise(h) - h
             return h + total / self.queries
         total = self.client(x)
         for _ in range(self.queries - 1):
@@ -79,9 +83,11 @@ def run_multi_query(
     seed: int = 0,
     progress: bool = False,
     first_row: dict[str, Any] | None = None,
+    noise: GaussianNoise | None = None,
 ) -> list[dict[str, Any]]:
     """One row per k of ``queries``: the leakage attacker (``make_attacker()``, a fresh module)
-    and the reconstruction decoder, both trained and scored on k-averaged z.
+    and the reconstruction decoder, both trained and scored on k-averaged z
+    (:class:`AveragedClient`; ``noise``: the client's noise module, if it has one).
 
     leakage_settings / reconstruction_settings: ``epochs``, ``lr``, ``batch_size`` of each attack
     (None: no reconstruction). When two queries of an image give the same z (a deterministic
@@ -100,7 +106,7 @@ def run_multi_query(
         elif identical and base is not None:
             row = dict(base)
         else:
-            row = _measure(AveragedClient(client, k), make_attacker, splits, task, context,
+            row = _measure(AveragedClient(client, k, noise), make_attacker, splits, task, context,
                            image_size, leakage_settings, reconstruction_settings,
                            eval_batch_size, seed, progress)
         row.update(queries=k, identical_queries=identical)

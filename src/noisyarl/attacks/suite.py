@@ -1,4 +1,4 @@
-"""The worst-case privacy evaluation (``attacks.suite: worst-case``).
+"""The worst-case privacy evaluation (``attacks.suite: worst_case``).
 
 A defence is only as strong as the strongest attack it survives. Beside the paper's protocol
 (one fresh proxy-shaped attacker, best test epoch) this runs:
@@ -9,8 +9,9 @@ A defence is only as strong as the strongest attack it survives. Beside the pape
    ``Δ_worst = utility − worst case`` sits beside the paper-protocol Δ.
 2. **Multi-query averaging** (:mod:`noisyarl.attacks.multi_query`): the proxy attacker and the
    reconstruction decoder on the mean of k queries, k in ``queries``; then the same table for
-   keyed noise (:mod:`noisyarl.models.keyed_noise`, noisy ARL with σ > 0 only), its utility
-   and client-time cost, and the "key leaked" row (attacker on the noise-free features).
+   keyed noise (:mod:`noisyarl.models.keyed_noise`, any defence whose noise module,
+   :meth:`~noisyarl.methods.Defence.noise_module`, adds noise: σ > 0), its utility and
+   client-time cost, and the "key leaked" row (attacker on the noise-free features).
 3. **Identity leakage** (:mod:`noisyarl.attacks.identity`) where the data has identities.
 
 :func:`run_worst_case` returns a JSON-able dict; :func:`worst_case_markdown` renders it.
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from noisyarl.attacks.attackers import AttackJob, run_attacker
 from noisyarl.attacks.common import freeze, obfuscated_batches
@@ -37,7 +37,7 @@ from noisyarl.data.tasks import Task
 from noisyarl.evaluation.report import format_table
 from noisyarl.methods.base import Defence
 from noisyarl.models.keyed_noise import KeyedObfuscator, image_seed
-from noisyarl.models.noise import GaussianNoise, Obfuscator
+from noisyarl.models.noise import NoiseFree
 from noisyarl.runtime import StepContext
 
 DEFAULT_ATTACKERS = ("proxy", "resnet18", "linear", "mlp", "knn")
@@ -160,11 +160,6 @@ def summarise_worst_case(
     }
 
 
-def _has_gaussian_noise(client: nn.Module) -> bool:
-    return (isinstance(client, Obfuscator) and isinstance(client.noise, GaussianNoise)
-            and client.noise.active)
-
-
 def _multi_query(defence, splits, utility, private, context, settings, paper_leakage,
                  paper_reconstruction) -> dict[str, Any]:
     reconstruction = settings.reconstruction if defence.obfuscates else None
@@ -176,6 +171,7 @@ def _multi_query(defence, splits, utility, private, context, settings, paper_lea
     def make_attacker():
         return defence.make_attacker(private.num_outputs)
 
+    noise = defence.noise_module()
     first = None
     if paper_leakage is not None and (reconstruction is None or paper_reconstruction):
         first = {"privacy": paper_leakage["test_best"],
@@ -184,17 +180,17 @@ def _multi_query(defence, splits, utility, private, context, settings, paper_lea
                  "ssim": paper_reconstruction["ssim"] if reconstruction else None}
     result: dict[str, Any] = {
         "fresh": run_multi_query(defence.client, make_attacker, splits, private, context,
-                                 first_row=first, **common),
+                                 first_row=first, noise=noise, **common),
     }
-    if not (settings.keyed_noise and _has_gaussian_noise(defence.client)):
+    if not (settings.keyed_noise and noise is not None and noise.active):
         result["keyed"] = None
         result["keyed_skipped"] = "keyed noise applies to a client with Gaussian noise (σ > 0)"
         return result
-    keyed = KeyedObfuscator(defence.client, evaluation_key(settings.seed))
+    keyed = KeyedObfuscator(defence.client, evaluation_key(settings.seed), noise)
     result["keyed"] = run_multi_query(keyed, make_attacker, splits, private, context, **common)
     result["keyed_cost"] = _keyed_cost(defence, keyed, splits["test"], utility, context,
                                        settings.eval_batch_size)
-    result["key_leaked"] = _key_leaked(defence, make_attacker, splits, private, context,
+    result["key_leaked"] = _key_leaked(defence, noise, make_attacker, splits, private, context,
                                        settings)
     result["near_duplicate"] = near_duplicate_check(keyed, splits["test"])
     return result
@@ -235,21 +231,13 @@ def _ms_per_image(client, images, repeats: int = 3) -> float:
     return 1000.0 * (time.perf_counter() - started) / (repeats * images.shape[0])
 
 
-class _NoiseFree(nn.Module):
-    """What an attacker holding the key recovers: z − σ·ε(key, image) = h."""
-
-    def __init__(self, obfuscator: Obfuscator) -> None:
-        super().__init__()
-        self.obfuscator = obfuscator
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.obfuscator.features(x)
-
-
-def _key_leaked(defence, make_attacker, splits, private, context, settings) -> dict[str, Any]:
+def _key_leaked(defence, noise, make_attacker, splits, private, context,
+                settings) -> dict[str, Any]:
+    """The attacker who holds the key recovers z − σ·ε(key, image) = h: the client with its
+    noise module switched off."""
     torch.manual_seed(settings.seed)
     result = run_leakage_attack(
-        _NoiseFree(defence.client), make_attacker(), splits, private, context,
+        NoiseFree(defence.client, noise), make_attacker(), splits, private, context,
         eval_batch_size=settings.eval_batch_size, seed=settings.seed,
         progress=settings.progress, **settings.leakage)
     return {"privacy": result.test_best, "privacy_at_best_valid": result.test_at_best_valid}

@@ -1,13 +1,11 @@
-"""Evaluation metrics: accuracies, the privacy-utility gap, image similarity, Cramér's V.
+"""Evaluation metrics: the privacy-utility gap, image similarity, Cramér's V, ROC AUC and
+re-identification rate.
 
 All functions are pure: they read tensors (or arrays) and return Python numbers.
 
 Conventions
 -----------
-* Accuracies are **fractions in [0, 1]**; the paper's tables use percentages, so multiply by 100
-  before :func:`privacy_utility_delta`.
-* Classifiers output raw logits. Binary accuracy thresholds the logit at 0 (``sigmoid > 0.5``);
-  nothing here applies a softmax or sigmoid that a loss would then apply again.
+* :func:`privacy_utility_delta` takes accuracies in **percent**, as in the paper's tables.
 * Images are float tensors [N, C, H, W] with values in [0, 1] and ``data_range = 1``. Values
   outside [0, 1] (beyond :data:`RANGE_TOLERANCE`) raise ``ValueError`` so that 0-255 images
   are never scored as if they were [0, 1] images.
@@ -32,61 +30,6 @@ RANGE_TOLERANCE = 1e-3
 #: the image, with the 11x11 window still fitting the coarsest scale (torchmetrics requires
 #: ``side // 16 > 10``).
 MS_SSIM_MIN_SIZE = 176
-
-
-def binary_accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
-    """Fraction of samples whose thresholded logit matches a 0/1 target.
-
-    Args:
-        logits: [N] or [N, 1] raw scores; the prediction is 1 where ``logit > 0``
-            (equivalently ``sigmoid(logit) > 0.5``).
-        target: [N] labels in {0, 1} (any numeric dtype).
-
-    Returns:
-        Accuracy in [0, 1].
-
-    >>> binary_accuracy(torch.tensor([2.0, -1.0, 0.5, -3.0]), torch.tensor([1, 0, 0, 0]))
-    0.75
-    >>> binary_accuracy(torch.tensor([[0.3], [-0.2]]), torch.tensor([1.0, 1.0]))
-    0.5
-    """
-    if logits.dim() == 2 and logits.shape[1] == 1:
-        logits = logits[:, 0]
-    _check_batch(logits, target, logits_dims=1)
-    predicted = logits > 0
-    return _fraction_equal(predicted.long(), target.long())
-
-
-def multiclass_accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
-    """Top-1 accuracy.
-
-    Args:
-        logits: [N, C] raw class scores (softmax does not change the argmax, so none is applied).
-        target: [N] integer class indices in [0, C).
-
-    Returns:
-        Accuracy in [0, 1].
-
-    >>> logits = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
-    >>> multiclass_accuracy(logits, torch.tensor([1, 0, 1]))
-    0.6666666666666666
-    """
-    _check_batch(logits, target, logits_dims=2)
-    return _fraction_equal(logits.argmax(dim=1), target.long())
-
-
-def mse(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean squared error over all elements (e.g. landmark coordinates [N, D], in their units²).
-
-    >>> mse(torch.tensor([[0.0, 2.0]]), torch.tensor([[1.0, 0.0]]))
-    2.5
-    """
-    if pred.shape != target.shape:
-        raise ValueError(f"shape mismatch: pred {tuple(pred.shape)}, target {tuple(target.shape)}")
-    if pred.numel() == 0:
-        raise ValueError("mse of an empty tensor")
-    difference = pred.detach().double() - target.detach().double()
-    return float(difference.pow(2).mean())
 
 
 def privacy_utility_delta(utility_acc_pct: float, privacy_acc_pct: float) -> float:
@@ -300,22 +243,6 @@ def _as_label_array(labels) -> np.ndarray:
     return array
 
 
-def _check_batch(logits: torch.Tensor, target: torch.Tensor, logits_dims: int) -> None:
-    if logits.dim() != logits_dims:
-        raise ValueError(f"logits must have {logits_dims} dimension(s), got {tuple(logits.shape)}")
-    if target.dim() != 1 or target.shape[0] != logits.shape[0]:
-        raise ValueError(
-            f"target must be [N] with N = {logits.shape[0]}, got {tuple(target.shape)}"
-        )
-    if target.shape[0] == 0:
-        raise ValueError("accuracy of an empty batch")
-
-
-def _fraction_equal(predicted: torch.Tensor, target: torch.Tensor) -> float:
-    correct = (predicted.cpu() == target.cpu()).sum().item()
-    return correct / target.shape[0]
-
-
 def _checked_images(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate an image pair and return it as float tensors clamped to exactly [0, 1]."""
     if x.shape != y.shape or x.dim() != 4:
@@ -339,12 +266,9 @@ def _checked_images(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tor
 __all__ = [
     "MS_SSIM_MIN_SIZE",
     "RANGE_TOLERANCE",
-    "binary_accuracy",
     "contingency_table",
     "cramers_v",
     "ms_ssim",
-    "mse",
-    "multiclass_accuracy",
     "privacy_utility_delta",
     "psnr",
     "roc_auc",

@@ -1,12 +1,20 @@
-"""Defences, by name. A new defence is one module plus one line in ``METHODS``."""
+"""Defences, by name. A new defence is one module plus one line in ``METHODS``.
+
+The module subclasses :class:`Defence` (its class flags say what the rest of the toolkit does
+with it: :meth:`Defence.describe`, :meth:`Defence.noise_module`); the line registers the class
+under its ``name``. Training, attacks, reports, export and latency then take it unchanged;
+``tests/methods/test_contract.py`` checks every registered defence against that contract.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
+import warnings
 from typing import Any
 
+from noisyarl.methods.adversary import adversary_step
 from noisyarl.methods.base import Defence, DefenceSpec
 from noisyarl.methods.deep_obfuscator import DeepObfuscator
 from noisyarl.methods.disco import Disco
@@ -30,11 +38,14 @@ def method_params(name: str, values: dict[str, Any], prefix: str = "method") -> 
     Every value is checked against its field's type (a float field takes any finite number, an
     int field an integer; true/false is not a number) before the dataclass's own range checks.
     ``prefix`` is the config key of the method (``compare[0].method``) that messages name.
-    Raises ``ValueError`` naming the unknown key or the bad value.
+    Keys a defence has renamed (its ``Params.RENAMED``, old -> new, e.g. MaxEnt's
+    ``encoder_lr`` -> ``client_lr``) are read under their new name with a ``FutureWarning``
+    that names it. Raises ``ValueError`` naming the unknown key or the bad value.
     """
     if name not in METHODS:
         raise ValueError(f"{prefix}.name: unknown method {name!r} (known: {', '.join(METHODS)})")
     params_cls = METHODS[name].Params
+    values = _renamed_params(values, getattr(params_cls, "RENAMED", {}), prefix)
     hints = typing.get_type_hints(params_cls)
     known = [f.name for f in dataclasses.fields(params_cls)]
     for key in values:
@@ -46,6 +57,24 @@ def method_params(name: str, values: dict[str, Any], prefix: str = "method") -> 
         return params_cls(**checked)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{prefix}.params: {error}") from error
+
+
+def _renamed_params(values: dict[str, Any], renamed: dict[str, str],
+                    prefix: str) -> dict[str, Any]:
+    """``values`` with renamed keys (old -> new) under their new names, each with a warning."""
+    if not any(old in values for old in renamed):
+        return values
+    updated = dict(values)
+    for old, new in renamed.items():
+        if old not in updated:
+            continue
+        if new in updated:
+            raise ValueError(f"{prefix}.params: both {old} and {new} are given; {old} is the "
+                             f"old name of {new}, keep only {new}")
+        warnings.warn(f"{prefix}.params.{old} is deprecated; write {prefix}.params.{new}",
+                      FutureWarning, stacklevel=3)
+        updated[new] = updated.pop(old)
+    return updated
 
 
 def _unknown_param(name: str, key: str, known: list[str], prefix: str) -> str:
@@ -92,4 +121,5 @@ def build_defence(name: str, spec: DefenceSpec) -> Defence:
     return METHODS[name](spec)
 
 
-__all__ = ["METHODS", "Defence", "DefenceSpec", "build_defence", "method_params"]
+__all__ = ["METHODS", "Defence", "DefenceSpec", "adversary_step", "build_defence",
+           "method_params"]

@@ -5,11 +5,17 @@ A defence owns its client model (what runs on the device and produces the transm
 its utility head (the server), any adversaries it trains against, their optimisers and its
 update rule. The shared loop in :mod:`noisyarl.training.loop` owns data, devices, precision,
 logging, checkpoints and model selection.
+
+What a defence is, as recorded in ``metrics.json``, follows from its class flags alone
+(:meth:`Defence.describe`, never overridden); what the attacks need of a noisy client comes
+through one hook (:meth:`Defence.noise_module`), never from the client's class.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -17,15 +23,18 @@ import torch
 from torch import nn
 
 from noisyarl.data.tasks import Task
+from noisyarl.models.noise import GaussianNoise, find_noise_module
 from noisyarl.runtime import StepContext
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DefenceSpec:
-    """What a defence is built from.
+    """What a defence is built from (keywords only: a spec built by position silently swaps
+    ``split`` and ``sigma`` or the two tasks; :func:`noisyarl.builders.untrained_defence` builds
+    a fresh one with binary tasks and default params).
 
     split: K of RN18_K. sigma: noise standard deviation. noise: the ablation switch.
-    params: the method's own validated parameters (an instance of the method's ``Params``).
+    params: the defence's own validated parameters (an instance of its ``Params``).
     image_size: side of the square input in px. cifar_stem: use the 32x32 ResNet stem.
     """
 
@@ -40,13 +49,20 @@ class DefenceSpec:
 
 
 class Defence(nn.Module, ABC):
-    """Base class of defences. Subclasses set ``name``, ``Params`` and the abstract methods.
+    """Base class of defences. Subclasses set ``name``, ``display_name``, ``Params``, the class
+    flags that differ from the defaults and the abstract methods; registering the class in
+    :data:`noisyarl.methods.METHODS` is all the rest of the toolkit needs.
 
-    Attributes that subclasses must create: ``client`` (images [B, 3, S, S] in [0, 1] -> z) and
-    ``utility_head`` (z -> utility outputs [B, n_utility], raw logits or regression values).
+    Attributes that subclasses must create: ``client`` (images [B, 3, S, S] in [0, 1] -> z; what
+    runs on the device, docs/method.md §9) and ``utility_head`` (z -> utility outputs
+    [B, n_utility], raw logits or regression values).
     """
 
+    #: Registry key, also ``method`` in ``metrics.json`` and config files.
     name: ClassVar[str]
+    #: Label of the defence in tables and plots (``MaxEnt-ARL``); defaults to ``name``.
+    display_name: ClassVar[str]
+    #: The dataclass of the defence's own settings (``method.params``).
     Params: ClassVar[type]
     #: False when the client sends the raw image (nothing to reconstruct).
     obfuscates: ClassVar[bool] = True
@@ -54,9 +70,17 @@ class Defence(nn.Module, ABC):
     #: to this defence; the experiment rejects a σ > 0 for a defence without noise.
     has_split: ClassVar[bool] = True
     has_noise: ClassVar[bool] = True
+    #: The split a defence without ``has_split`` always uses, when its client is a prefix of a
+    #: ResNet18 all the same (DISCO: layer2); None when the client is no such prefix.
+    fixed_split: ClassVar[int | None] = None
 
     client: nn.Module
     utility_head: nn.Module
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in vars(cls) and "display_name" not in vars(cls):
+            cls.display_name = cls.name
 
     def __init__(self, spec: DefenceSpec) -> None:
         super().__init__()
@@ -86,8 +110,10 @@ class Defence(nn.Module, ABC):
     ) -> dict[str, torch.Tensor]:
         """One update on a batch; returns detached per-batch scalars (losses, score sums).
 
-        Keys ending in ``_loss`` are averaged over steps by the loop; keys ending in ``_correct``
-        are summed and divided by the number of samples (scores of :meth:`Task.score_sum`).
+        Keys ending in ``_correct`` are summed and divided by the number of samples (scores of
+        :meth:`Task.score_sum`); every other key (the ``_loss`` keys, other per-batch means such
+        as MaxEnt's ``adversary_entropy``) is averaged over steps by the loop. A proxy
+        adversary's own update is :func:`noisyarl.methods.adversary.adversary_step`.
         """
 
     @abstractmethod
@@ -98,11 +124,47 @@ class Defence(nn.Module, ABC):
         """Server-side utility outputs for images [B, 3, S, S]."""
         return self.utility_head(self.client(images))
 
+    def noise_module(self) -> GaussianNoise | None:
+        """The noise module of this defence's client (docs/method.md §2), or None.
+
+        It adds ``σ·ε`` to the client's output, ``client(x) = noise(h(x))``: multi-query
+        averaging draws its k noises on one ``h``, keyed noise replaces its ``ε``, and the
+        "key leaked" attacker switches it off (:mod:`noisyarl.attacks.suite`). None for a
+        defence without noise (``has_noise`` false). The default is the one
+        :class:`~noisyarl.models.GaussianNoise` inside ``client``; a defence whose client holds
+        several overrides this.
+        """
+        if not self.has_noise:
+            return None
+        return find_noise_module(self.client)
+
     def describe(self) -> dict[str, Any]:
-        """Facts recorded in ``metrics.json``."""
+        """Facts recorded in ``metrics.json``, derived from the class flags and the spec only
+        (never overridden: a defence says what it is through ``name``, ``display_name``,
+        ``obfuscates``, ``has_split``, ``fixed_split``, ``has_noise`` and its ``Params``).
+
+        ``split`` is ``spec.split`` for a defence with a split, else ``fixed_split``; ``sigma``
+        and ``noise`` are the spec's for a defence with a noise module, else 0.0 and False;
+        ``params`` are the defence's own settings as a mapping.
+        """
+        spec = self.spec
         return {
             "method": self.name,
-            "split": self.spec.split,
-            "sigma": self.spec.sigma,
-            "noise": self.spec.noise,
+            "display_name": self.display_name,
+            "obfuscates": self.obfuscates,
+            "split": spec.split if self.has_split else self.fixed_split,
+            "sigma": float(spec.sigma) if self.has_noise else 0.0,
+            "noise": bool(spec.noise) if self.has_noise else False,
+            "params": _params_dict(spec.params),
         }
+
+
+def _params_dict(params: Any) -> dict[str, Any]:
+    """A defence's params as a plain mapping (a ``Params`` dataclass, a mapping or None)."""
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return dataclasses.asdict(params)
+    if isinstance(params, Mapping):
+        return dict(params)
+    if params is None:
+        return {}
+    raise TypeError(f"spec.params must be a Params dataclass or a mapping, got {params!r}")

@@ -1,17 +1,19 @@
 """DeepObfuscator (Li et al., IoTDI 2021) as a defence (docs/method.md §5).
 
-Client: the obfuscator ``E`` = VGG16-BN blocks 1-2, no noise module; it sends
-``z = E(x)`` [B, 128, S/4, S/4]. Server: the utility classifier ``T`` = VGG16-BN blocks 3-5 + FC.
-Two proxy adversaries train against the obfuscator: an attribute adversary ``A`` (same
-architecture as ``T``) predicting the private label, and a reconstruction adversary ``R`` (the
-attack's :class:`~noisyarl.models.ReconstructionDecoder`) inverting ``z`` to the image.
+Client ``E`` (the paper's obfuscator; its authors also say encoder, docs/method.md §9) =
+VGG16-BN blocks 1-2, no split and no noise module; it sends ``z = E(x)`` [B, 128, S/4, S/4].
+Server: the utility classifier ``T`` = VGG16-BN blocks 3-5 + FC. Two proxy adversaries train
+against the client: an attribute adversary ``A`` (same architecture as ``T``) predicting the
+private label, and a reconstruction adversary ``R`` (the attack's
+:class:`~noisyarl.models.ReconstructionDecoder`) inverting ``z`` to the image.
 
 Per batch, one step of each network in turn (the alternating scheme of noisy ARL's code; the order
 is the project's choice):
 
 1. ``E`` and ``T`` descend ``L_util - lambda1 * L_adv - lambda2 * L_rec``, i.e. they keep the
    utility task while maximising the attribute adversary's loss and the reconstruction error.
-2. ``A`` descends its own ``L_adv`` and ``R`` its own ``L_rec`` on ``z.detach()``.
+2. ``A`` descends its own ``L_adv`` and ``R`` its own ``L_rec`` on ``z.detach()``
+   (:func:`~noisyarl.methods.adversary.adversary_step`, ``A`` first).
 
 ``L_util`` and ``L_adv`` are :meth:`Task.loss` on raw outputs (BCE-with-logits, cross-entropy or
 MSE by task kind). ``L_rec`` is the mean squared error between ``R(z)`` and the image in [0, 1]:
@@ -28,12 +30,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from noisyarl.methods.adversary import adversary_step
 from noisyarl.methods.base import Defence, DefenceSpec
 from noisyarl.models import ReconstructionDecoder, vgg16_obfuscator, vgg16_tail
 from noisyarl.models.vgg import OBFUSCATOR_CHANNELS
@@ -44,11 +46,11 @@ from noisyarl.runtime import StepContext
 class DeepObfuscatorParams:
     """Weights of the two adversarial terms and the optimiser settings.
 
-    lambda1: weight of the attribute adversary's loss in the obfuscator's objective. Project's
+    lambda1: weight of the attribute adversary's loss in the client's objective. Project's
         choice 0.01, the weight the noisy ARL authors give their attribute adversary, so that the
         two methods weigh the attribute term alike.
     lambda2: weight of the reconstruction adversary's MSE (per pixel, images in [0, 1]) in the
-        obfuscator's objective. Project's choice 1.0: an MSE lies in [0, 1], so a unit weight puts
+        client's objective. Project's choice 1.0: an MSE lies in [0, 1], so a unit weight puts
         it on the scale of the utility loss; sweep it for a utility/privacy trade-off.
     lr, beta1, beta2: Adam settings of all four networks. Project's choice: the paper's noisy ARL
         settings (1e-3, 0.9, 0.999), so that baselines and method share one optimiser.
@@ -83,6 +85,7 @@ class DeepObfuscator(Defence):
     """DeepObfuscator: VGG16-BN split after block 2, attribute and reconstruction adversaries."""
 
     name = "deep_obfuscator"
+    display_name = "DeepObfuscator"
     Params = DeepObfuscatorParams
     has_split = False
     has_noise = False
@@ -124,13 +127,13 @@ class DeepObfuscator(Defence):
             utility_loss = utility.loss(utility_out, utility_target)
             adversary_loss = private.loss(self.adversary(z), private_target)
             reconstruction_loss = reconstruction_error(self.reconstructor(z), images)
-            # The obfuscator maximises both adversaries' errors (docs/method.md §5).
-            obfuscator_loss = (
+            # The client maximises both adversaries' errors (docs/method.md §5).
+            client_loss = (
                 utility_loss
                 - params.lambda1 * adversary_loss
                 - params.lambda2 * reconstruction_loss
             )
-        context.step(obfuscator_loss, optimizers["main"])
+        context.step(client_loss, optimizers["main"])
         adversaries = self.update_adversaries(z, images, private_target, optimizers, context)
         return {
             "utility_loss": utility_loss.detach(),
@@ -146,30 +149,26 @@ class DeepObfuscator(Defence):
         optimizers: dict[str, torch.optim.Optimizer],
         context: StepContext,
     ) -> dict[str, torch.Tensor]:
-        """One step of each adversary on ``z.detach()`` [B, 128, S/4, S/4]; ``E`` does not move.
+        """One step of each adversary on ``z.detach()`` [B, 128, S/4, S/4]; the client does not
+        move.
 
         The attribute adversary descends its private-task loss, the reconstruction adversary
         its MSE to ``images`` [B, 3, S, S]. Returns their detached losses and the attribute
         adversary's score sum.
         """
         private = self.spec.private
-        z = z.detach()
-        with context.autocast():
-            adversary_out = self.adversary(z)
-            adversary_loss = private.loss(adversary_out, private_target)
-        context.step(adversary_loss, optimizers["adversary"])
-        with context.autocast():
-            reconstruction_loss = reconstruction_error(self.reconstructor(z), images)
-        context.step(reconstruction_loss, optimizers["reconstructor"])
+        adversary_out, adversary_loss = adversary_step(
+            self.adversary, z, lambda out: private.loss(out, private_target),
+            optimizers["adversary"], context)
+        _, reconstruction_loss = adversary_step(
+            self.reconstructor, z, lambda out: reconstruction_error(out, images),
+            optimizers["reconstructor"], context)
         return {
-            "adversary_loss": adversary_loss.detach(),
-            "reconstruction_loss": reconstruction_loss.detach(),
+            "adversary_loss": adversary_loss,
+            "reconstruction_loss": reconstruction_loss,
             "adversary_correct": private.score_sum(adversary_out, private_target),
         }
 
     def make_attacker(self, num_outputs: int) -> nn.Module:
         """A fresh attribute adversary's architecture: VGG16-BN blocks 3-5 + FC."""
         return vgg16_tail(num_outputs)
-
-    def describe(self) -> dict[str, Any]:
-        return {"method": self.name, "split": None, "sigma": 0.0, "noise": False}

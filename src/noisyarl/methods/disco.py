@@ -6,7 +6,9 @@ fc) that gives one score ``s_c`` per channel of each sample. The soft mask is
 ``m_c = sigmoid((s_c - tau) * temperature)`` with ``tau`` the sample's score at sorted (ascending)
 position ``floor(R * C)``, so about a fraction R of the channels is suppressed; the client sends
 ``z' = z * m``. Because the pruner runs on the device, DISCO's client costs about a full ResNet18.
-The split is fixed (``spec.split`` and ``spec.sigma`` are not used: no noise module).
+The split is fixed (``fixed_split``: ``spec.split`` and ``spec.sigma`` are not used, there is
+no noise module). The *encoder* here is the first part of the client, not the whole client
+(docs/method.md §9).
 
 Server: a utility head (the rest of ResNet18) on ``z'``. Proxy adversary on ``z'``: an attribute
 classifier (the rest of ResNet18) or a reconstruction decoder trained with an L2 loss.
@@ -14,7 +16,7 @@ classifier (the rest of ResNet18) or a reconstruction decoder trained with an L2
 Per batch (DISCO's update): the encoder and the utility head descend ``L_util`` only (the
 encoder's gradient includes the path through the pruner's scores, as in the authors' code); the
 pruner descends ``(1 - alpha) * L_util - alpha * L_proxy``; the proxy adversary descends its own
-loss on the detached ``z'``.
+loss on the detached ``z'`` (:func:`~noisyarl.methods.adversary.adversary_step`).
 
 Defaults and their sources (docs/method.md §5): ``prune_ratio`` R = 0.9 (the paper; the
 authors' later code uses 0.99), ``alpha`` = 0.5, ``temperature`` = 30 (the authors' code divides
@@ -28,13 +30,13 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from noisyarl.methods.adversary import adversary_step
 from noisyarl.methods.base import Defence, DefenceSpec
 from noisyarl.models import ReconstructionDecoder, resnet18_prefix, resnet18_suffix
 from noisyarl.runtime import StepContext
@@ -168,11 +170,15 @@ class DiscoClient(nn.Module):
 
 
 class Disco(Defence):
+    """DISCO: ResNet18 through layer2 and a channel pruner on the device, a proxy adversary."""
+
     name = "disco"
+    display_name = "DISCO"
     Params = DiscoParams
     # The split is fixed at ResNet18's layer2 and there is no noise module.
     has_split = False
     has_noise = False
+    fixed_split = SPLIT
 
     def __init__(self, spec: DefenceSpec) -> None:
         super().__init__(spec)
@@ -233,13 +239,13 @@ class Disco(Defence):
             main_loss = utility_loss - alpha * proxy_loss
         context.step(main_loss, optimizers["main"])
 
-        with context.autocast():
-            adversary_out = self.adversary(pruned.detach())
-            adversary_loss = self.proxy_loss(adversary_out, images, private_target)
-        context.step(adversary_loss, optimizers["adversary"])
+        adversary_out, adversary_loss = adversary_step(
+            self.adversary, pruned,
+            lambda out: self.proxy_loss(out, images, private_target),
+            optimizers["adversary"], context)
         values = {
             "utility_loss": utility_loss.detach(),
-            "adversary_loss": adversary_loss.detach(),
+            "adversary_loss": adversary_loss,
             "utility_correct": utility.score_sum(utility_out, utility_target),
         }
         if self.spec.params.proxy == "attribute":
@@ -249,15 +255,3 @@ class Disco(Defence):
 
     def make_attacker(self, num_outputs: int) -> nn.Module:
         return resnet18_suffix(SPLIT, num_outputs, self.spec.cifar_stem)
-
-    def describe(self) -> dict[str, Any]:
-        params: DiscoParams = self.spec.params
-        return {
-            "method": self.name,
-            "split": SPLIT,
-            "sigma": 0.0,
-            "noise": False,
-            "prune_ratio": params.prune_ratio,
-            "alpha": params.alpha,
-            "proxy": params.proxy,
-        }

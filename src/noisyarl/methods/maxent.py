@@ -1,14 +1,16 @@
 """MaxEnt-ARL (Roy & Boddeti, CVPR 2019) as a defence (docs/method.md §5).
 
-Maximum-entropy adversarial representation learning is a non-zero-sum game: the encoder does not
-try to make the proxy adversary wrong (maximise its cross-entropy, as noisy ARL's obfuscator does)
+Maximum-entropy adversarial representation learning is a non-zero-sum game: the client does not
+try to make the proxy adversary wrong (maximise its cross-entropy, as noisy ARL's client does)
 but uncertain. It maximises the entropy of the adversary's predictive distribution, whose optimum
 is the uniform distribution over the private classes.
 
-Client (encoder ``E``): ResNet18 (all four stages; the CIFAR stem at 32 px) with dropout inside
-every basic block, between the block's first conv + BN + ReLU and its second conv; global average
-pooling; a linear embedding 512 -> 128 without bias. ``z = E(x)`` is a vector [B, 128]. There is
-no noise module, so :meth:`MaxEntARL.describe` records ``split: None, sigma: 0.0, noise: False``.
+Client ``E`` (the authors call it the *encoder*, docs/method.md §9): ResNet18 (all four stages;
+the CIFAR stem at 32 px) with dropout inside every basic block, between the block's first conv +
+BN + ReLU and its second conv; global average pooling; a linear embedding 512 -> 128 without
+bias. ``z = E(x)`` is a vector [B, 128]. There is no split and no noise module
+(``has_split`` and ``has_noise`` false), so :meth:`Defence.describe` records ``split: None,
+sigma: 0.0, noise: False``.
 
 Server (utility head ``T``), proxy adversary ``A`` and the leakage attack's attacker: an MLP
 128 -> 256 -> 128 -> n (Linear, BN, PReLU, Dropout, Linear, BN, PReLU, Linear), raw logits out.
@@ -19,7 +21,8 @@ Per batch, alternating one step each:
    predictive entropy of the adversary in nats (:func:`predictive_entropy`). ``L_util`` is
    :meth:`Task.loss` on raw outputs (BCE-with-logits, cross-entropy, or MSE for a regression
    utility task).
-2. ``A`` descends its own :meth:`Task.loss` for the private label on ``z.detach()``.
+2. ``A`` descends its own :meth:`Task.loss` for the private label on ``z.detach()``
+   (:func:`~noisyarl.methods.adversary.adversary_step`).
 
 The entropy term is always on when ``alpha > 0``; there is no switch that turns it off (the
 authors' example script trains with its privacy flag off, a pitfall named in docs/method.md).
@@ -30,8 +33,10 @@ for one.
 
 Sources of the defaults (:class:`MaxEntParams`): architecture, dropout 0.5, embedding size 128,
 optimisers and cosine schedules are the authors' code for CIFAR (docs/method.md §5). Where the
-code leaves the utility head unscheduled, this project schedules it with the encoder (one
-optimiser, two parameter groups). ``alpha`` is explained on its field.
+code leaves the utility head unscheduled, this project schedules it with the client (one
+optimiser, two parameter groups). ``alpha`` is explained on its field. The client's optimiser
+settings were called ``encoder_lr`` / ``encoder_weight_decay`` before the rename of
+docs/method.md §9; :func:`noisyarl.methods.method_params` still reads those keys, with a warning.
 """
 
 from __future__ import annotations
@@ -39,13 +44,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision.models.resnet import BasicBlock
 
+from noisyarl.methods.adversary import adversary_step
 from noisyarl.methods.base import Defence, DefenceSpec
 from noisyarl.models import resnet18_prefix
 from noisyarl.runtime import StepContext
@@ -54,8 +60,8 @@ from noisyarl.runtime import StepContext
 RESNET18_FEATURES = 512
 #: Hidden widths of the MLP heads (authors' code).
 HEAD_WIDTHS = (256, 128)
-#: Floors of the cosine schedules (authors' code: 1e-7 for the encoder, 1e-6 for the adversary).
-ENCODER_MIN_LR = 1e-7
+#: Floors of the cosine schedules (authors' code: 1e-7 for the client, 1e-6 for the adversary).
+CLIENT_MIN_LR = 1e-7
 ADVERSARY_MIN_LR = 1e-6
 
 
@@ -63,14 +69,15 @@ ADVERSARY_MIN_LR = 1e-6
 class MaxEntParams:
     """Trade-off, architecture and optimiser settings of MaxEnt-ARL.
 
-    alpha: weight of the adversary's entropy in the encoder's objective
+    alpha: weight of the adversary's entropy in the client's objective
         ``(1 - alpha) * L_util - alpha * H``; in [0, 1). Default 0.1, the default of the
         authors' trainer; their CIFAR-100 script sweeps 0.1 to 0.6 to trace the utility/privacy
         front, so sweep it likewise.
     embedding_dim: size D of the transmitted vector z [B, D] (authors: 128).
-    dropout: dropout probability inside the encoder's residual blocks (authors: 0.5).
+    dropout: dropout probability inside the client's residual blocks (authors: 0.5).
     head_dropout: dropout probability in the MLP heads (authors: 0.5).
-    encoder_lr, encoder_weight_decay: Adam settings of the encoder (authors: 1e-4, 1e-2).
+    client_lr, client_weight_decay: Adam settings of the client, the authors' encoder (authors:
+        1e-4, 1e-2); formerly ``encoder_lr`` and ``encoder_weight_decay`` (:attr:`RENAMED`).
     head_lr, head_weight_decay: Adam settings of the utility head and the adversary
         (authors: 1e-2, 1e-3).
     """
@@ -79,10 +86,15 @@ class MaxEntParams:
     embedding_dim: int = 128
     dropout: float = 0.5
     head_dropout: float = 0.5
-    encoder_lr: float = 1e-4
-    encoder_weight_decay: float = 1e-2
+    client_lr: float = 1e-4
+    client_weight_decay: float = 1e-2
     head_lr: float = 1e-2
     head_weight_decay: float = 1e-3
+
+    #: Old key -> new key; :func:`noisyarl.methods.method_params` reads the old keys with a
+    #: warning that names the new one, so configs written before the rename keep working.
+    RENAMED: ClassVar[dict[str, str]] = {"encoder_lr": "client_lr",
+                                         "encoder_weight_decay": "client_weight_decay"}
 
     def __post_init__(self) -> None:
         _check_number("alpha", self.alpha, "in [0, 1)", lambda value: 0 <= value < 1)
@@ -91,9 +103,9 @@ class MaxEntParams:
             raise ValueError(f"embedding_dim must be an integer >= 1, got {dim!r}")
         for name in ("dropout", "head_dropout"):
             _check_number(name, getattr(self, name), "in [0, 1)", lambda value: 0 <= value < 1)
-        for name in ("encoder_lr", "head_lr"):
+        for name in ("client_lr", "head_lr"):
             _check_number(name, getattr(self, name), "> 0", lambda value: value > 0)
-        for name in ("encoder_weight_decay", "head_weight_decay"):
+        for name in ("client_weight_decay", "head_weight_decay"):
             _check_number(name, getattr(self, name), ">= 0", lambda value: value >= 0)
 
 
@@ -124,8 +136,9 @@ def predictive_entropy(logits: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"predictive entropy needs a binary or multiclass task, not {kind!r}")
 
 
-def maxent_encoder(embedding_dim: int, dropout: float, cifar_stem: bool) -> nn.Sequential:
-    """ResNet18 with dropout in its blocks, average pooling and a linear embedding.
+def maxent_client(embedding_dim: int, dropout: float, cifar_stem: bool) -> nn.Sequential:
+    """The client (the authors' encoder): ResNet18 with dropout in its blocks, average pooling
+    and a linear embedding.
 
     Images [B, 3, S, S] -> z [B, embedding_dim]. In every basic block the dropout acts on the
     output of the first conv + BN + ReLU, before the second conv (authors' code).
@@ -162,6 +175,7 @@ class MaxEntARL(Defence):
     """MaxEnt-ARL: a ResNet18 embedding trained to maximise the adversary's uncertainty."""
 
     name = "maxent_arl"
+    display_name = "MaxEnt-ARL"
     Params = MaxEntParams
     has_split = False
     has_noise = False
@@ -171,22 +185,22 @@ class MaxEntARL(Defence):
             raise ValueError(
                 f"maxent_arl needs a binary or multiclass private task, got {spec.private.kind} "
                 f"task {spec.private.label!r}: a regression label has no predictive distribution "
-                "whose entropy the encoder could maximise"
+                "whose entropy the client could maximise"
             )
         super().__init__(spec)
         params: MaxEntParams = spec.params
         dim = params.embedding_dim
-        self.client = maxent_encoder(dim, params.dropout, spec.cifar_stem)
+        self.client = maxent_client(dim, params.dropout, spec.cifar_stem)
         self.utility_head = mlp_head(dim, spec.utility.num_outputs, params.head_dropout)
         self.adversary = mlp_head(dim, spec.private.num_outputs, params.head_dropout)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """``main``: encoder and utility head (two parameter groups); ``adversary``."""
+        """``main``: client and utility head (two parameter groups); ``adversary``."""
         params: MaxEntParams = self.spec.params
         head = {"lr": params.head_lr, "weight_decay": params.head_weight_decay}
         main = torch.optim.Adam([
-            {"params": self.client.parameters(), "lr": params.encoder_lr,
-             "weight_decay": params.encoder_weight_decay},
+            {"params": self.client.parameters(), "lr": params.client_lr,
+             "weight_decay": params.client_weight_decay},
             {"params": self.utility_head.parameters(), **head},
         ])
         return {"main": main, "adversary": torch.optim.Adam(self.adversary.parameters(), **head)}
@@ -197,7 +211,7 @@ class MaxEntARL(Defence):
         """Cosine annealing of every learning rate over the run's ``epochs``."""
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR
         return {
-            "main": cosine(optimizers["main"], T_max=epochs, eta_min=ENCODER_MIN_LR),
+            "main": cosine(optimizers["main"], T_max=epochs, eta_min=CLIENT_MIN_LR),
             "adversary": cosine(optimizers["adversary"], T_max=epochs, eta_min=ADVERSARY_MIN_LR),
         }
 
@@ -217,8 +231,8 @@ class MaxEntARL(Defence):
             utility_loss = utility.loss(utility_out, utility_target)
             entropy = predictive_entropy(self.adversary(z), private.kind).mean()
             # Maximising the adversary's entropy pushes its prediction towards uniform.
-            encoder_loss = (1 - alpha) * utility_loss - alpha * entropy
-        context.step(encoder_loss, optimizers["main"])
+            client_loss = (1 - alpha) * utility_loss - alpha * entropy
+        context.step(client_loss, optimizers["main"])
         adversary = self.update_adversary(z, private_target, optimizers, context)
         return {
             "utility_loss": utility_loss.detach(),
@@ -234,17 +248,16 @@ class MaxEntARL(Defence):
         optimizers: dict[str, torch.optim.Optimizer],
         context: StepContext,
     ) -> dict[str, torch.Tensor]:
-        """One step of the adversary on ``z.detach()`` [B, D]; the encoder does not move.
+        """One step of the adversary on ``z.detach()`` [B, D]; the client does not move.
 
         Returns the adversary's detached loss and its score sum on the private label.
         """
         private = self.spec.private
-        with context.autocast():
-            adversary_out = self.adversary(z.detach())
-            adversary_loss = private.loss(adversary_out, private_target)
-        context.step(adversary_loss, optimizers["adversary"])
+        adversary_out, adversary_loss = adversary_step(
+            self.adversary, z, lambda out: private.loss(out, private_target),
+            optimizers["adversary"], context)
         return {
-            "adversary_loss": adversary_loss.detach(),
+            "adversary_loss": adversary_loss,
             "adversary_correct": private.score_sum(adversary_out, private_target),
         }
 
@@ -252,6 +265,3 @@ class MaxEntARL(Defence):
         """A fresh MLP head, the proxy adversary's architecture: z [B, D] -> [B, num_outputs]."""
         params: MaxEntParams = self.spec.params
         return mlp_head(params.embedding_dim, num_outputs, params.head_dropout)
-
-    def describe(self) -> dict[str, Any]:
-        return {"method": self.name, "split": None, "sigma": 0.0, "noise": False}

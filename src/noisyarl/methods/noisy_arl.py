@@ -1,10 +1,11 @@
 """Noisy ARL, the paper's method (docs/method.md §2).
 
-Client: ``RN18_K`` followed by the noise module ``z = h + sigma * eps``. Server: the utility
-head ``T`` (the rest of ResNet18). A proxy adversary ``A`` of the same shape predicts the private
-label. Per batch: obfuscator and utility head descend ``L_util - lambda * L_adv``; the adversary
-descends its own ``L_adv`` on detached ``z``. Adam(1e-3) for all, no schedule. ``sigma = 0`` is
-plain ARL.
+Client (the paper's obfuscator ``E``): ``RN18_K`` followed by the noise module
+``z = h + sigma * eps``, an :class:`~noisyarl.models.Obfuscator`. Server: the utility head ``T``
+(the rest of ResNet18). A proxy adversary ``A`` of the same shape predicts the private label.
+Per batch: client and utility head descend ``L_util - lambda * L_adv``; the adversary descends
+its own ``L_adv`` on detached ``z`` (:func:`~noisyarl.methods.adversary.adversary_step`).
+Adam(1e-3) for all, no schedule. ``sigma = 0`` is plain ARL.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from noisyarl.methods.adversary import adversary_step
 from noisyarl.methods.base import Defence, DefenceSpec
 from noisyarl.models import GaussianNoise, Obfuscator, resnet18_prefix, resnet18_suffix
 from noisyarl.runtime import StepContext
@@ -21,8 +23,8 @@ from noisyarl.runtime import StepContext
 
 @dataclass
 class NoisyARLParams:
-    """lambda_adv: weight of the adversary's loss in the obfuscator's objective (paper: 0.01).
-    lr, beta1, beta2: Adam settings for obfuscator, utility head and adversary (paper: 1e-3, 0.9,
+    """lambda_adv: weight of the adversary's loss in the client's objective (paper: 0.01).
+    lr, beta1, beta2: Adam settings for client, utility head and adversary (paper: 1e-3, 0.9,
     0.999)."""
 
     lambda_adv: float = 0.01
@@ -41,7 +43,13 @@ class NoisyARLParams:
 
 
 class NoisyARL(Defence):
+    """Noisy ARL: RN18_K plus the noise module, trained against a proxy adversary.
+
+    Its noise module (:meth:`Defence.noise_module`) is the client's ``GaussianNoise``.
+    """
+
     name = "noisy_arl"
+    display_name = "noisy ARL"
     Params = NoisyARLParams
 
     def __init__(self, spec: DefenceSpec) -> None:
@@ -76,17 +84,16 @@ class NoisyARL(Defence):
             adversary_out = self.adversary(z)
             utility_loss = utility.loss(utility_out, utility_target)
             adversary_loss = private.loss(adversary_out, private_target)
-            # The obfuscator maximises the adversary's loss (docs/method.md §2).
-            obfuscator_loss = utility_loss - lambda_adv * adversary_loss
-        context.step(obfuscator_loss, optimizers["main"])
+            # The client maximises the adversary's loss (docs/method.md §2).
+            client_loss = utility_loss - lambda_adv * adversary_loss
+        context.step(client_loss, optimizers["main"])
 
-        with context.autocast():
-            adversary_out = self.adversary(z.detach())
-            adversary_own_loss = private.loss(adversary_out, private_target)
-        context.step(adversary_own_loss, optimizers["adversary"])
+        adversary_out, adversary_own_loss = adversary_step(
+            self.adversary, z, lambda out: private.loss(out, private_target),
+            optimizers["adversary"], context)
         return {
             "utility_loss": utility_loss.detach(),
-            "adversary_loss": adversary_own_loss.detach(),
+            "adversary_loss": adversary_own_loss,
             "utility_correct": utility.score_sum(utility_out, utility_target),
             "adversary_correct": private.score_sum(adversary_out, private_target),
         }

@@ -2,7 +2,8 @@
 
 The client sends the image itself (identity), the utility head is a whole ResNet18, and the
 leakage attack trains another whole ResNet18 on raw images for the private label, which gives the
-upper bound's private-task accuracy (docs/method.md §1).
+upper bound's private-task accuracy (docs/method.md §1). Nothing is obfuscated, so there is no
+split, no noise module and no Δ (:meth:`Defence.describe`: ``split`` None, ``sigma`` 0).
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ class UpperBoundParams:
 
 
 class UpperBound(Defence):
+    """The "RN18" reference: the identity client and a whole ResNet18 as the utility head."""
+
     name = "upper_bound"
+    display_name = "RN18 (upper bound)"
     Params = UpperBoundParams
     obfuscates = False
     has_split = False
@@ -63,6 +67,3 @@ class UpperBound(Defence):
 
     def make_attacker(self, num_outputs: int) -> nn.Module:
         return resnet18_suffix(0, num_outputs, self.spec.cifar_stem)
-
-    def describe(self) -> dict:
-        return {"method": self.name, "split": 0, "sigma": 0.0, "noise": False}

@@ -37,7 +37,7 @@ import secrets
 import torch
 from torch import nn
 
-from noisyarl.models.noise import Obfuscator
+from noisyarl.models.noise import GaussianNoise, find_noise_module, noise_switched_off
 
 #: Bytes of the HMAC digest that seed the generator (a torch seed is a 64-bit integer).
 SEED_BYTES = 8
@@ -73,29 +73,39 @@ def keyed_normal(key: bytes, images: torch.Tensor, feature_shape: torch.Size) ->
 
 
 class KeyedObfuscator(nn.Module):
-    """The client of noisy ARL with keyed noise: ``z = h + σ·ε(key, image)``.
+    """A noisy client with keyed noise: ``z = h + σ·ε(key, image)``.
 
-    Wraps a trained :class:`Obfuscator` (its extractor and σ; no retraining). With the noise
-    module off (σ = 0 or the ablation switch) z = h, as for the wrapped client.
+    Wraps a trained client (no retraining) and its noise module ``noise``, which adds
+    ``σ·ε`` to the client's output (``client(x) = noise(h(x))``; default: the one
+    :class:`GaussianNoise` inside ``client``, e.g. an
+    :class:`~noisyarl.models.Obfuscator`'s, see
+    :meth:`noisyarl.methods.Defence.noise_module`). ``h`` is the client's output with the noise
+    module switched off. With the noise module off (σ = 0 or the ablation switch) z = h, as for
+    the wrapped client.
     """
 
-    def __init__(self, obfuscator: Obfuscator, key: bytes) -> None:
+    def __init__(self, client: nn.Module, key: bytes, noise: GaussianNoise | None = None) -> None:
         super().__init__()
         if not isinstance(key, bytes | bytearray) or len(key) == 0:
             raise ValueError("key must be non-empty bytes")
-        self.obfuscator = obfuscator
+        noise = noise if noise is not None else find_noise_module(client)
+        if noise is None:
+            raise ValueError("keyed noise needs a client with a noise module (GaussianNoise)")
+        self.client = client
+        self.noise = noise
         self.key = bytes(key)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.obfuscator.features(x)
+        """The noise-free features ``h`` [B, ...] of images ``x``."""
+        with noise_switched_off(self.noise):
+            return self.client(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.obfuscator.features(x)
-        noise = self.obfuscator.noise
-        if not noise.active:
+        h = self.features(x)
+        if not self.noise.active:
             return h
         eps = keyed_normal(self.key, x, h.shape[1:]).to(device=h.device, dtype=h.dtype)
-        return h + noise.sigma * eps
+        return h + self.noise.sigma * eps
 
     def extra_repr(self) -> str:
         return "key=<secret>"

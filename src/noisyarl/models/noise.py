@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -60,3 +63,45 @@ class Obfuscator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.noise(self.extractor(x))
+
+
+def find_noise_module(client: nn.Module) -> GaussianNoise | None:
+    """The one :class:`GaussianNoise` inside ``client`` (None when it holds none).
+
+    Raises ``ValueError`` when it holds several: which one is "the" noise module is then the
+    defence's to say (:meth:`noisyarl.methods.Defence.noise_module`).
+    """
+    found = [module for module in client.modules() if isinstance(module, GaussianNoise)]
+    if len(found) > 1:
+        raise ValueError(f"the client holds {len(found)} GaussianNoise modules; its defence must "
+                         "say which one is its noise module (override Defence.noise_module)")
+    return found[0] if found else None
+
+
+@contextlib.contextmanager
+def noise_switched_off(noise: GaussianNoise) -> Iterator[None]:
+    """Inside the block ``noise`` adds nothing; its switch is restored afterwards."""
+    enabled = noise.enabled
+    noise.enabled = False
+    try:
+        yield
+    finally:
+        noise.enabled = enabled
+
+
+class NoiseFree(nn.Module):
+    """``client`` with its noise module ``noise`` switched off: images -> the features ``h``.
+
+    For a client whose noise module adds ``σ·ε`` to its output (``client(x) = noise(h(x))``, as
+    :class:`Obfuscator`) this is ``h``, exactly ``Obfuscator.features``: what multi-query
+    averaging and keyed noise add their noise to, and what an attacker who knows ``ε`` sees.
+    """
+
+    def __init__(self, client: nn.Module, noise: GaussianNoise) -> None:
+        super().__init__()
+        self.client = client
+        self.noise = noise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with noise_switched_off(self.noise):
+            return self.client(x)

@@ -2,6 +2,6 @@
 every test runs without downloading anything.
 
 ``faces`` writes faces with CelebA's and FairFace's attributes and layouts, ``objects`` writes
-CIFAR-10-format object images, ``draw`` holds the shared drawing primitives. Import the
-submodules directly.
+CIFAR-10-format object images, ``draw`` holds the shared drawing primitives and ``workers``
+the shared worker pool that both generators draw in. Import the submodules directly.
 """

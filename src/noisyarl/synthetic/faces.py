@@ -56,17 +56,12 @@ written image (the real CelebA box refers to the uncropped photos, which are not
 from __future__ import annotations
 
 import csv
-import multiprocessing
-import multiprocessing.pool
-import os
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from tqdm import tqdm
 
 from noisyarl.data.celeba import CELEBA_ATTRIBUTES, LANDMARK_NAMES, TEXT_FILES
 from noisyarl.data.fairface import FAIRFACE_AGE_BINS, FAIRFACE_RACES
@@ -81,6 +76,12 @@ from noisyarl.synthetic.draw import (
     RenderedFace,
     RenderJob,
     render_job,
+)
+from noisyarl.synthetic.workers import (
+    balanced_chunksize,
+    ordered_map,
+    resolve_workers,
+    with_progress,
 )
 
 Layout = Literal["celeba", "fairface"]
@@ -126,6 +127,7 @@ MOUTH_OPEN_SMILING_SIGN = 1.0
 MALE_SMILING_SIGN = -1.0
 
 _IDENTITY_STREAM, _TRAIT_STREAM, _IMAGE_STREAM, _SERVICE_STREAM = 1, 2, 3, 4
+POOL_MIN_IMAGES = 400  # workers=None draws fewer faces than this in one process
 
 
 @dataclass
@@ -199,9 +201,8 @@ class SynthConfig:
         return CELEBA_AGE_BIN_PROBS if layout == "celeba" else FAIRFACE_AGE_BIN_PROBS
 
     def worker_count(self) -> int:
-        if self.workers is not None:
-            return max(1, self.workers)
-        return min(2, os.cpu_count() or 1) if self.num_images >= 400 else 1
+        """Drawing processes to use, >= 1 (:func:`noisyarl.synthetic.workers.resolve_workers`)."""
+        return resolve_workers(self.workers, self.num_images, POOL_MIN_IMAGES)
 
 
 def _check_probs(name: str, probs: tuple[float, ...], length: int) -> None:
@@ -266,21 +267,6 @@ def conditional_rates_for_phi(rate_a: float, rate_b: float, phi: float) -> tuple
     given_a = both / rate_a
     given_not_a = (rate_b - both) / (1 - rate_a)
     return float(np.clip(given_a, 0.0, 1.0)), float(np.clip(given_not_a, 0.0, 1.0))
-
-
-def cramers_v(a: np.ndarray, b: np.ndarray) -> float:
-    """Cramér's V (no bias correction) between two label vectors [N] of any categories."""
-    _, a_codes = np.unique(np.asarray(a), return_inverse=True)
-    _, b_codes = np.unique(np.asarray(b), return_inverse=True)
-    rows, cols = a_codes.max() + 1, b_codes.max() + 1
-    if min(rows, cols) < 2:
-        return 0.0
-    table = np.zeros((rows, cols))
-    np.add.at(table, (a_codes, b_codes), 1.0)
-    total = table.sum()
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / total
-    chi2 = float(((table - expected) ** 2 / expected).sum())
-    return float(np.sqrt(chi2 / (total * (min(rows, cols) - 1))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -605,33 +591,9 @@ def render_plan(
         )
         for index, spec in enumerate(plan.specs)
     ]
-    bar = tqdm(total=len(jobs), desc=f"drawing {layout} faces", disable=not progress, unit="img")
-    with bar:
-        for face in _map_jobs(jobs, config.worker_count()):
-            bar.update(1)
-            yield face
-
-
-def _map_jobs(jobs: list[RenderJob], workers: int) -> Iterator[RenderedFace]:
-    if workers <= 1 or len(jobs) < 2:
-        yield from map(render_job, jobs)
-        return
-    chunksize = max(1, min(64, len(jobs) // (workers * 8)))
-    with _worker_pool(workers) as pool:
-        yield from pool.imap(render_job, jobs, chunksize=chunksize)
-
-
-def _worker_pool(workers: int) -> multiprocessing.pool.Pool:
-    """A pool of drawing processes: forked where possible, spawned elsewhere.
-
-    Fork works from any script (spawn re-imports an unguarded ``__main__`` and fails); the
-    workers only run numpy and PIL, never torch, so torch threads in the parent are harmless.
-    Python >= 3.12 warns about forking a multi-threaded process; that warning is silenced here.
-    """
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
-        return multiprocessing.get_context(method).Pool(workers)
+    workers = config.worker_count()
+    faces = ordered_map(render_job, jobs, workers, balanced_chunksize(len(jobs), workers))
+    yield from with_progress(faces, len(jobs), f"drawing {layout} faces", progress)
 
 
 def generate_faces(config: SynthConfig, layout: Layout = "celeba") -> SynthFaces:

@@ -79,21 +79,17 @@ row-major), ``labels`` (list of N ints, index into ``label_names``) and ``filena
 from __future__ import annotations
 
 import math
-import multiprocessing
-import multiprocessing.pool
-import os
 import pickle
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm import tqdm
 
 from noisyarl.data.cifar import BASE_FOLDER, META_FILE, TEST_FILE, TRAIN_FILES
 from noisyarl.synthetic.draw import Color, ellipse_points, mix, shade
+from noisyarl.synthetic.workers import ordered_map, resolve_workers, with_progress
 
 CLASS_NAMES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -106,6 +102,7 @@ VALUES_PER_IMAGE = 3 * IMAGE_SIZE * IMAGE_SIZE  # 3072, CIFAR's num_vis
 LABEL_STREAM = 1
 DRAW_STREAM = 2
 CHUNK = 250  # images per worker task
+POOL_MIN_IMAGES = 2000  # workers=None draws fewer images than this in one process
 PICKLE_PROTOCOL = 4  # fixed, so files do not change with Python's default protocol
 
 WHITE: Color = (245, 245, 245)
@@ -846,23 +843,6 @@ def _render_chunk(job: tuple[int, int, np.ndarray, float]) -> np.ndarray:
                      for k, label in enumerate(labels)])
 
 
-def _worker_pool(workers: int) -> multiprocessing.pool.Pool:
-    """Forked drawing processes where possible (numpy and PIL only), spawned elsewhere."""
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
-        return multiprocessing.get_context(method).Pool(workers)
-
-
-def _map_chunks(jobs: list[tuple[int, int, np.ndarray, float]], workers: int
-                ) -> Iterator[np.ndarray]:
-    if workers <= 1 or len(jobs) < 2:
-        yield from map(_render_chunk, jobs)
-        return
-    with _worker_pool(workers) as pool:
-        yield from pool.imap(_render_chunk, jobs)
-
-
 def generate_objects(
     num_images: int, seed: int, *, nuisance: float = 1.0, workers: int | None = None,
     progress: bool = False,
@@ -878,16 +858,15 @@ def generate_objects(
         raise ValueError(f"num_images must be >= 1, got {num_images}")
     if nuisance < 0:
         raise ValueError(f"nuisance must be >= 0, got {nuisance}")
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1) if num_images >= 2000 else 1
     labels = balanced_labels(num_images, seed)
     jobs = [(seed, start, labels[start : start + CHUNK], nuisance)
             for start in range(0, num_images, CHUNK)]
+    count = resolve_workers(workers, num_images, POOL_MIN_IMAGES)
+    chunks = with_progress(ordered_map(_render_chunk, jobs, count), num_images,
+                           "drawing objects", progress, size=len)
     images = np.empty((num_images, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    with tqdm(total=num_images, desc="drawing objects", disable=not progress, unit="img") as bar:
-        for (_, start, _, _), chunk in zip(jobs, _map_chunks(jobs, max(1, workers)), strict=True):
-            images[start : start + len(chunk)] = chunk
-            bar.update(len(chunk))
+    for (_, start, _, _), chunk in zip(jobs, chunks, strict=True):
+        images[start : start + len(chunk)] = chunk
     return images, labels
 
 
