@@ -126,7 +126,8 @@ class WorstCaseConfig:
 
     attackers: attribute attackers, names of :data:`noisyarl.attacks.attackers.ATTACKERS`
     (trained with ``attacks.leakage``'s epochs, lr and batch size). queries: the k of the
-    multi-query table. keyed_noise: also measure the keyed-noise defence (noisy ARL, σ > 0).
+    multi-query table. keyed_noise: also measure the keyed-noise defence (any defence whose
+    noise_module() is active, σ > 0).
     identity: run the re-identification attacks (datasets with an ``identity`` label).
     identity_epochs: training epochs of the re-identification metric head.
     """
