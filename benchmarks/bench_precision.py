@@ -24,10 +24,12 @@ import torch
 from noisyarl.data.registry import load_splits
 from noisyarl.runners.demo import QUICK, demo_config
 from noisyarl.runners.experiment import run_experiment
-from noisyarl.runners.sweep import validation_delta
+from noisyarl.runners.result import RunResult, best_ranked
+from noisyarl.runners.sweep import sweep_row
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 
-COLUMNS = ("utility", "privacy", "delta", "valid_delta", "psnr")
+#: Row keys (:func:`noisyarl.runners.sweep.sweep_row`) printed side by side per variant.
+COLUMNS = ("utility", "privacy", "privacy_paper", "delta", "valid_delta", "psnr")
 
 
 def parse_variant(text: str) -> tuple[str, bool, int]:
@@ -38,8 +40,8 @@ def parse_variant(text: str) -> tuple[str, bool, int]:
 
 
 def run_variant(variant: str, rows: list[tuple[str, str, float]], data_root: Path, splits,
-                out: Path) -> dict[str, dict[str, float]]:
-    """Metrics of every demo row trained in ``variant``; keys: row label."""
+                out: Path) -> dict[str, tuple[RunResult, float]]:
+    """(result, seconds) of every demo row trained in ``variant``; keys: row label."""
     precision, channels_last, seed = parse_variant(variant)
     results = {}
     for label, method, sigma in rows:
@@ -48,16 +50,13 @@ def run_variant(variant: str, rows: list[tuple[str, str, float]], data_root: Pat
         config.train = dataclasses.replace(config.train, precision=precision,
                                            channels_last=channels_last, progress=False)
         started = time.perf_counter()
-        metrics = run_experiment(config, out / variant / config.run_name(), resume=True,
-                                 splits=splits)
-        results[label] = {
-            "utility": metrics["utility"], "privacy": metrics["privacy"],
-            "delta": metrics["delta"], "valid_delta": validation_delta(metrics),
-            "psnr": metrics["psnr"], "seconds": time.perf_counter() - started,
-        }
+        result = RunResult.from_metrics(run_experiment(
+            config, out / variant / config.run_name(), resume=True, splits=splits))
+        results[label] = (result, time.perf_counter() - started)
+        row = sweep_row(result)
         print(f"  {variant:>10} {label:<16} " + " ".join(
-            f"{key} {value:.2f}" for key, value in results[label].items()
-            if value is not None), flush=True)
+            f"{key} {row[key]:.2f}" for key in COLUMNS if row[key] is not None)
+            + f" {results[label][1]:.0f} s {result.status}", flush=True)
     return results
 
 
@@ -84,15 +83,23 @@ def main() -> None:
         cells = []
         for column in COLUMNS:
             for variant in args.variants:
-                value = results[variant][label][column]
+                value = sweep_row(results[variant][label][0])[column]
                 cells.append("–" if value is None else f"{value:.2f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
     for variant in args.variants:
-        noisy = {label: values for label, values in results[variant].items()
-                 if label.startswith("noisy")}
-        chosen = max(noisy, key=lambda label: noisy[label]["valid_delta"])
-        seconds = sum(values["seconds"] for values in results[variant].values())
-        print(f"{variant}: validation picks {chosen}; {seconds:.0f} s for all rows")
+        print(f"{variant}: {choice(results[variant])}")
+
+
+def choice(results: dict[str, tuple[RunResult, float]]) -> str:
+    """Which noisy row the validation Δ picks (rows that did not learn are skipped), and the
+    variant's total time."""
+    noisy = {label: result for label, (result, _) in results.items()
+             if label.startswith("noisy")}
+    best, ranked = best_ranked(list(noisy.values()), lambda result: result.validation_delta)
+    chosen = next(label for label, result in noisy.items() if result is best)
+    seconds = sum(seconds for _, seconds in results.values())
+    learned = "" if ranked else " (no σ learned)"
+    return f"validation picks {chosen}{learned}; {seconds:.0f} s for all rows"
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 Runs ``noisyarl.runners.compare.run_comparison`` with ``attacks.suite: worst_case`` for the rows
 of ``configs/paper/celeba_male_smiling.yaml``'s ``compare:`` list (the four baselines, ARL at
-σ = 0 and noisy ARL, here at ``--sigma``), then prints: the paper-protocol privacy and
-Δ beside the worst case over the attacker suite; for noisy ARL the k-query table with fresh and
-with keyed noise (and the keyed noise's utility and time cost); and identity re-identification.
-Everything is also written to ``OUT/worst_case.md`` and ``OUT/worst_case.json``.
+σ = 0 and noisy ARL, here at ``--sigma``), then prints: the headline (validation-selected) and
+paper-protocol privacy and Δ beside the worst case over the attacker suite; for noisy ARL the
+k-query table with fresh and with keyed noise (and the keyed noise's utility and time cost);
+and identity re-identification. Everything is also written to ``OUT/worst_case.md`` and
+``OUT/worst_case.json``.
 
 Usage: python benchmarks/bench_worst_case.py --out /tmp/bench-worst-case [--num-images 1500]
        [--image-size 48] [--epochs 2] [--attack-epochs 2] [--reconstruction-epochs 1]
@@ -24,26 +25,36 @@ from pathlib import Path
 import torch
 from bench_compare import comparison_rows  # the sibling script: benchmarks/ is on sys.path
 
-from noisyarl.attacks.suite import QUERY_COLUMNS, query_table_rows
+from noisyarl.attacks.suite import (
+    ATTACKER_COLUMNS,
+    QUERY_COLUMNS,
+    WorstCaseResult,
+    attacker_rows,
+    query_table_rows,
+)
 from noisyarl.config import CompareEntry, load_config
 from noisyarl.evaluation.report import format_table
 from noisyarl.runners.compare import run_comparison
+from noisyarl.runners.result import RunResult
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
-from noisyarl.utils.io import atomic_write_text, read_json, write_json
+from noisyarl.utils.io import atomic_write_text, write_json
 
 CONFIG = "configs/paper/celeba_male_smiling.yaml"
 
 PRIVACY_COLUMNS = [
     ("method", "method", "{}"),
     ("utility", "utility ↑", "{:.2f}"),
-    ("privacy", "privacy ↓ paper (proxy, best test epoch)", "{:.2f}"),
-    ("delta", "Δ paper", "{:.2f}"),
+    ("utility_chance", "utility chance", "{:.2f}"),
+    ("privacy", "privacy ↓ (proxy, valid-selected)", "{:.2f}"),
+    ("privacy_chance", "privacy chance", "{:.2f}"),
+    ("privacy_paper", "privacy ↓ paper (proxy, best test epoch)", "{:.2f}"),
+    ("delta", "Δ ↑ (pp)", "{:.2f}"),
     ("privacy_worst_case", "worst case ↓ (validation-selected)", "{:.2f}"),
     ("worst_case_attacker", "strongest", "{}"),
     ("delta_worst_case", "Δ worst case", "{:.2f}"),
     ("privacy_worst_case_best_test_epoch", "worst case, best test epoch", "{:.2f}"),
+    ("status", "status", "{}"),
 ]
-ATTACKER_COLUMNS = [("method", "method", "{}")]
 IDENTITY_COLUMNS = [
     ("method", "method", "{}"),
     ("nn_top1", "NN top-1", "{:.3f}"),
@@ -51,6 +62,7 @@ IDENTITY_COLUMNS = [
     ("head_top1", "metric head top-1", "{:.3f}"),
     ("head_auc", "metric head AUC", "{:.3f}"),
     ("chance", "top-1 chance", "{:.3f}"),
+    ("head_epochs", "head epochs until stop", "{}"),
 ]
 
 
@@ -77,57 +89,53 @@ def bench_config(data_root: Path, args: argparse.Namespace):
 
 
 def summarise(out: Path, rows: list[dict]) -> dict:
-    """Per-method figures from each run's metrics.json."""
+    """Per-method figures from each run's metrics.json (:class:`RunResult`) and its worst-case
+    suite (:class:`WorstCaseResult`)."""
     summary = {"rows": [], "attackers": [], "identity": [], "queries": {}}
     for row in rows:
-        metrics = read_json(out / "runs" / row["run"] / "metrics.json")
-        worst = metrics["worst_case"]
+        result = RunResult.load(out / "runs" / row["run"])
+        worst = WorstCaseResult.from_dict(result.worst_case_suite)
         summary["rows"].append({
-            "method": row["method"], "utility": metrics["utility"],
-            "privacy": metrics["privacy"], "delta": row["delta"],
-            **{key: metrics[key] for key in ("privacy_worst_case", "worst_case_attacker",
-                                             "privacy_worst_case_best_test_epoch")},
-            "delta_worst_case": row.get("delta_worst_case"),
+            **result.row(row["method"]),
+            "privacy_worst_case_best_test_epoch": result.privacy_worst_case_best_test_epoch,
         })
-        summary["attackers"].append({"method": row["method"], **{
-            name: values["test_at_best_valid"] for name, values in worst["attackers"].items()}})
-        identity = worst["identity"]
-        if "skipped" not in identity:
+        for attacker in attacker_rows(worst):
+            summary["attackers"].append({"method": row["method"], **attacker})
+        if worst.identity is not None:
+            identity = worst.identity
             summary["identity"].append({
                 "method": row["method"],
-                "nn_top1": identity["nearest_neighbour"]["top1"],
-                "nn_auc": identity["nearest_neighbour"]["auc"],
-                "head_top1": identity["metric_head"]["top1"],
-                "head_auc": identity["metric_head"]["auc"],
-                "chance": identity["nearest_neighbour"]["top1_chance"],
+                "nn_top1": identity.nearest_neighbour["top1"],
+                "nn_auc": identity.nearest_neighbour["auc"],
+                "head_top1": identity.metric_head["top1"],
+                "head_auc": identity.metric_head["auc"],
+                "chance": identity.nearest_neighbour["top1_chance"],
+                "head_epochs": identity.curve.epochs_run,
             })
-        multi = worst["multi_query"]
-        if multi.get("keyed"):
-            summary["queries"][row["method"]] = {
-                "table": query_table_rows(multi), "keyed_cost": multi["keyed_cost"],
-                "key_leaked": multi["key_leaked"], "near_duplicate": multi["near_duplicate"],
-            }
+        if worst.keyed is not None:
+            summary["queries"][row["method"]] = {"table": query_table_rows(worst),
+                                                 "keyed": worst.keyed}
     return summary
 
 
 def render(summary: dict, header: str) -> str:
-    names = [key for key in summary["attackers"][0] if key != "method"]
-    attacker_columns = ATTACKER_COLUMNS + [(name, name, "{:.2f}") for name in names]
     parts = [header,
              "## Paper protocol vs worst case (privacy = attacker accuracy on Male, %)",
              format_table(summary["rows"], PRIVACY_COLUMNS),
-             "## Each attacker (test accuracy at its best validation epoch, %)",
-             format_table(summary["attackers"], attacker_columns)]
+             "## Each attacker (trained to its validation plateau; test accuracy at its best "
+             "validation epoch, %)",
+             format_table(summary["attackers"], [("method", "method", "{}"),
+                                                 *ATTACKER_COLUMNS])]
     for method, figures in summary["queries"].items():
-        cost, leaked = figures["keyed_cost"], figures["key_leaked"]
+        keyed = figures["keyed"]
         parts += [f"## Multi-query averaging: {method}", format_table(figures["table"],
                                                                       QUERY_COLUMNS),
-                  f"Keyed noise: utility {cost['utility_keyed']:.2f} vs "
-                  f"{cost['utility_fresh']:.2f} with fresh noise; client "
-                  f"{cost['client_ms_per_image_keyed']:.2f} vs "
-                  f"{cost['client_ms_per_image_fresh']:.2f} ms/image. Key leaked: privacy "
-                  f"{leaked['privacy']:.2f}. One-pixel change gives new noise for "
-                  f"{figures['near_duplicate']['share_with_new_noise']:.0%} of images."]
+                  f"Keyed noise (its attacker adds fresh N(0, σ²) in training): utility "
+                  f"{keyed.utility_keyed:.2f} vs {keyed.utility_fresh:.2f} with fresh noise; "
+                  f"client {keyed.client_ms_per_image_keyed:.2f} vs "
+                  f"{keyed.client_ms_per_image_fresh:.2f} ms/image. Key leaked: privacy "
+                  f"{keyed.key_leaked:.2f}. One-pixel change gives new noise for "
+                  f"{keyed.share_with_new_noise:.0%} of images."]
     parts += ["## Identity re-identification (test split, identity-disjoint)",
               format_table(summary["identity"], IDENTITY_COLUMNS)]
     return "\n\n".join(parts) + "\n"
@@ -140,9 +148,11 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=1500)
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--attack-epochs", type=int, default=2)
-    parser.add_argument("--reconstruction-epochs", type=int, default=1)
-    parser.add_argument("--identity-epochs", type=int, default=10)
+    # Epoch ceilings of the attacks (each stops on its validation plateau; the ceiling is
+    # raised to the defence's own step count).
+    parser.add_argument("--attack-epochs", type=int, default=30)
+    parser.add_argument("--reconstruction-epochs", type=int, default=30)
+    parser.add_argument("--identity-epochs", type=int, default=30)
     parser.add_argument("--sigma", type=float, default=9.0)
     parser.add_argument("--queries", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--methods", nargs="+", choices=row_keys, default=row_keys,

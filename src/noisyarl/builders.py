@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from noisyarl.config import ExperimentConfig
+from noisyarl.attacks.base import AttackSettings
+from noisyarl.config import AttackConfig, ExperimentConfig
 from noisyarl.data.base import SPLITS, DatasetError, ImageSplit, LabelInfo
 from noisyarl.data.registry import load_splits
 from noisyarl.data.tasks import Task
@@ -140,3 +141,22 @@ def untrained_defence(method: str, image_size: int, split: int = 3, sigma: float
         cifar_stem=backbone_stem(image_size) == "cifar",
     )
     return build_defence(method, spec)
+
+
+def training_steps(config: ExperimentConfig, train_size: int) -> int:
+    """Optimiser steps of the defence's training: epochs x full batches of ``train_size``."""
+    return config.train.epochs * max(train_size // config.train.batch_size, 1)
+
+
+def attack_settings(config: ExperimentConfig, attack_config: AttackConfig, *,
+                    defence_steps: int, epochs: int | None = None,
+                    progress: bool = True) -> AttackSettings:
+    """One attack's :class:`~noisyarl.attacks.base.AttackSettings` from the config: its epoch
+    ceiling (``epochs`` overrides it), raised to ``defence_steps`` optimiser steps with
+    ``match_defence_budget``; the test noise draws and the seed of the run."""
+    return AttackSettings(
+        max_epochs=epochs or attack_config.epochs, patience=attack_config.patience,
+        min_steps=defence_steps if attack_config.match_defence_budget else 0,
+        lr=attack_config.lr, batch_size=attack_config.batch_size,
+        eval_batch_size=config.train.eval_batch_size, noise_draws=config.attacks.noise_draws,
+        seed=config.seed, progress=config.train.progress and progress)

@@ -108,15 +108,15 @@ def _data_info(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     from noisyarl.config import load_config
+    from noisyarl.evaluation.report import format_table
     from noisyarl.runners.experiment import run_experiment
+    from noisyarl.runners.result import SUMMARY_COLUMNS, RunResult
 
     config = load_config(args.config, args.set)
     # run_experiment's default run directory, checked like an explicit --out
     _check_output_dir(args.out or Path("runs") / config.run_name(), "--out")
     metrics = run_experiment(config, args.out, resume=args.resume)
-    keys = ("method", "split", "sigma", "utility", "privacy", "delta", "psnr", "ssim")
-    print(" ".join(f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else
-                   f"{k}={metrics[k]}" for k in keys))
+    print(format_table([RunResult.from_metrics(metrics).row()], SUMMARY_COLUMNS))
 
 
 def _compare(args: argparse.Namespace) -> None:

@@ -7,16 +7,26 @@ import math
 import pytest
 import torch
 
-from noisyarl.attacks.attackers import ATTACKERS, AttackJob, run_attacker
-from noisyarl.attacks.features import z_shape_of
+from noisyarl.attacks.attackers import ATTACKERS, run_attacker
+from noisyarl.attacks.base import AttackSettings, LearningCurve
 from noisyarl.attacks.knn import knn_outputs
+from noisyarl.attacks.leakage import ChanceFigures, LeakageResult
 from noisyarl.attacks.suite import summarise_worst_case
+from noisyarl.attacks.view import AttackTarget, ZView
 from noisyarl.data.base import LabelInfo
 from noisyarl.data.tasks import Task
 from noisyarl.runners.runs import load_run
 from noisyarl.runtime import StepContext
 
 CPU = StepContext(torch.device("cpu"))
+ONE_EPOCH = AttackSettings(max_epochs=1, batch_size=32, noise_draws=2)
+
+
+def target_of(loaded, splits) -> AttackTarget:
+    defence = loaded.defence
+    view = ZView.of(defence.client, defence.noise_module(), CPU, splits["test"])
+    return AttackTarget(view=view, splits=splits, task=loaded.private, image_size=40,
+                        proxy=defence.make_attacker)
 
 
 @pytest.fixture(scope="module")
@@ -33,23 +43,20 @@ def trained_run(tiny_run_dir, tiny_celeba_root):
 @pytest.mark.parametrize("name", list(ATTACKERS))
 def test_each_attacker_trains_and_is_scored(trained_run, name):
     loaded, splits = trained_run
-    client = loaded.defence.client
-    job = AttackJob(defence=loaded.defence, client=client, splits=splits, task=loaded.private,
-                    context=CPU, z_shape=z_shape_of(client, splits["train"], CPU), epochs=1,
-                    batch_size=32)
-    result = run_attacker(name, job)
-    for score in (result.test_best, result.test_at_best_valid, result.test_last):
+    result = run_attacker(name, target_of(loaded, splits), ONE_EPOCH)
+    for score in (result.paper, result.test, result.last, *result.test_draws):
         assert 0.0 <= score <= 100.0 and math.isfinite(score)
-    assert result.test_best >= result.test_at_best_valid  # best test is an upper envelope
-    assert result.history, "every attacker records what it measured"
+    assert result.attacker == name and result.curve.records, "it records what it measured"
+    assert len(result.test_draws) == 2, "the noisy client is scored over two noise draws"
+    assert result.chance.chance == loaded.private.chance_level(
+        splits["test"].labels[loaded.private.label])
+    assert LeakageResult.from_dict(result.to_dict()) == result
 
 
 def test_an_unknown_attacker_is_named_in_the_error(trained_run):
     loaded, splits = trained_run
-    job = AttackJob(defence=loaded.defence, client=loaded.defence.client, splits=splits,
-                    task=loaded.private, context=CPU, z_shape=(1,), epochs=1)
     with pytest.raises(ValueError, match="unknown attacker 'svm'.*knn"):
-        run_attacker("svm", job)
+        run_attacker("svm", target_of(loaded, splits), ONE_EPOCH)
 
 
 def test_knn_votes_the_majority_of_the_nearest_training_samples():
@@ -64,17 +71,21 @@ def test_knn_votes_the_majority_of_the_nearest_training_samples():
     assert mean.tolist() == [[3.0]]
 
 
+def attacker(name: str, test: float, paper: float) -> LeakageResult:
+    return LeakageResult(
+        attack="leakage", curve=LearningCurve(), attacker=name, metric="accuracy",
+        higher_is_better=True, test=test, test_sd=0.0, test_draws=[test], valid=test,
+        paper=paper, paper_epoch=1, last=test,
+        chance=ChanceFigures(chance=50.0, n_test=1000, learned=True, advantage=test - 50.0))
+
+
 def test_the_worst_case_is_the_strongest_attacker_and_delta_uses_it():
     task = Task("Male", LabelInfo(kind="binary"))
-    attackers = {
-        "proxy": {"test_at_best_valid": 60.0, "test_best": 64.0},
-        "mlp": {"test_at_best_valid": 71.0, "test_best": 72.0},
-        "knn": {"test_at_best_valid": 55.0, "test_best": 75.0},
-    }
-    worst = summarise_worst_case(attackers, task, test_utility=90.0,
-                                 paper_leakage={"test_best": 64.0})
-    assert (worst["attacker"], worst["privacy"], worst["delta"]) == ("mlp", 71.0, 19.0)
-    assert (worst["attacker_best_test_epoch"], worst["privacy_best_test_epoch"]) == ("knn", 75.0)
-    assert worst["paper_delta"] == 26.0
+    attackers = {"proxy": attacker("proxy", 60.0, 64.0), "mlp": attacker("mlp", 71.0, 72.0),
+                 "knn": attacker("knn", 55.0, 75.0)}
+    worst = summarise_worst_case(attackers, task, test_utility=90.0, paper=attackers["proxy"])
+    assert (worst.attacker, worst.privacy, worst.delta) == ("mlp", 71.0, 19.0)
+    assert (worst.attacker_best_test_epoch, worst.privacy_best_test_epoch) == ("knn", 75.0)
+    assert worst.paper_delta == 26.0
     raw = summarise_worst_case(attackers, task, 90.0, None, obfuscates=False)
-    assert raw["delta"] is None and raw["paper_privacy"] is None
+    assert raw.delta is None and raw.paper_privacy is None

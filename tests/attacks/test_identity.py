@@ -8,7 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+from noisyarl.attacks.base import AttackSettings
 from noisyarl.attacks.identity import identity_metrics, run_identity_attack
+from noisyarl.attacks.view import AttackTarget, ZView
 from noisyarl.evaluation.metrics import roc_auc, top1_identification_rate
 from noisyarl.runtime import StepContext
 from noisyarl.synthetic.faces import SynthConfig
@@ -73,9 +75,11 @@ def test_raw_faces_are_re_identified_far_above_chance(clean_faces):
     """Undefended features (the raw image, what the upper bound sends): the trained metric head
     separates same-person pairs almost perfectly and names the person far above chance."""
     torch.manual_seed(0)
-    result = run_identity_attack(nn.Identity(), clean_faces, StepContext(torch.device("cpu")),
-                                 epochs=10)
-    head, nearest = result["metric_head"], result["nearest_neighbour"]
+    view = ZView(nn.Identity(), StepContext(torch.device("cpu")), features=nn.Identity())
+    target = AttackTarget(view=view, splits=clean_faces, task=None, image_size=48)
+    result = run_identity_attack(target, AttackSettings(max_epochs=10))
+    head, nearest = result.metric_head, result.nearest_neighbour
+    assert result.curve.best_epoch == head["epoch"]
     assert head["auc"] > 0.9
     assert head["top1"] > 10 * head["top1_chance"]
     assert nearest["top1"] > 5 * nearest["top1_chance"]

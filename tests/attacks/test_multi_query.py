@@ -1,7 +1,8 @@
 """Multi-query averaging and the keyed-noise defence against it.
 
-Both take the client's noise module explicitly (what ``Defence.noise_module()`` gives), so they
-work for any client whose noise module adds σ·ε to its output, not only an ``Obfuscator``.
+The attacker's view (:class:`noisyarl.attacks.view.ZView`) takes the client's noise module
+explicitly (what ``Defence.noise_module()`` gives), so averaging works for any client whose
+noise module adds σ·ε to its output, not only an ``Obfuscator``.
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ import pytest
 import torch
 from torch import nn
 
-from noisyarl.attacks.multi_query import AveragedClient, queries_differ
 from noisyarl.attacks.suite import near_duplicate_check
+from noisyarl.attacks.view import AveragedClient, ZView, queries_differ
 from noisyarl.data.base import ImageSplit
 from noisyarl.models.keyed_noise import KeyedObfuscator, image_seed
 from noisyarl.models.noise import GaussianNoise, NoiseFree, Obfuscator
 from noisyarl.runtime import StepContext
 
 SIGMA = 2.0
+CPU = StepContext(torch.device("cpu"))
 
 
 class _Doubling(nn.Module):
-    """A client whose noise is not a GaussianNoise module: AveragedClient calls it k times."""
+    """A client whose noise is not a GaussianNoise module: the view must call it every time."""
 
     def forward(self, x):
         return 2 * x + SIGMA * torch.randn_like(x)
@@ -44,31 +46,60 @@ def _k_calls():
     return _Doubling(), None
 
 
+def _constant_split(count: int = 4, side: int = 25) -> ImageSplit:
+    """Images whose every pixel is 0.3 (level 76.5 -> 77/255), 4 x 3 x 25 x 25 elements."""
+    images = torch.full((count, 3, side, side), 77, dtype=torch.uint8)
+    return ImageSplit(images=images, labels={"y": torch.zeros(count, dtype=torch.long)})
+
+
 @pytest.mark.parametrize("make", [_obfuscator, _sequential, _k_calls],
                          ids=["obfuscator-noise-once", "sequential-noise-once", "k-calls"])
 @pytest.mark.parametrize("k", [1, 4, 16, 64])
 def test_averaging_k_queries_lowers_the_noise_std_by_sqrt_k(make, k):
     client, noise = make()
+    split = _constant_split()
+    view = ZView.of(client.eval(), noise, CPU, split).averaged(k)
     torch.manual_seed(k)
-    h = torch.full((4, 8, 25, 25), 0.3)  # a fixed feature, 20 000 noise elements
-    clean = 2 * h if isinstance(client, _Doubling) else h
-    residual = AveragedClient(client.eval(), k, noise)(h) - clean
-    assert float(residual.std()) == pytest.approx(SIGMA / math.sqrt(k), rel=0.03)
+    images, z, _ = next(view.batches(split, 4))
+    clean = 2 * images if isinstance(client, _Doubling) else images
+    residual = z - clean
+    assert float(residual.std()) == pytest.approx(SIGMA / math.sqrt(k), rel=0.05)
     assert abs(float(residual.mean())) < 0.05 * SIGMA / math.sqrt(k) * 3
     assert noise is None or noise.enabled  # switched back on after computing h
 
 
-def test_the_features_are_computed_once_when_the_noise_module_is_given():
+def test_the_features_are_computed_once_per_split_when_the_noise_module_is_known():
     calls = []
     extractor = nn.Conv2d(3, 4, 3)
     extractor.register_forward_hook(lambda *_: calls.append(1))
     client = nn.Sequential(extractor, GaussianNoise(SIGMA)).eval()
-    images = torch.rand(2, 3, 8, 8)
-    with torch.no_grad():
-        AveragedClient(client, 16, client[1])(images)
-        assert len(calls) == 1
-        AveragedClient(client, 16)(images)  # no noise module given: 16 calls
-        assert len(calls) == 17
+    split = _constant_split(count=8, side=8)
+    view = ZView.of(client, client[1], CPU, split).averaged(16)
+    calls.clear()
+    first = [z for _, z, _ in view.batches(split, 4)]
+    second = [z for _, z, _ in view.batches(split, 4)]
+    assert len(calls) == 2, "h of the split once (one batch of 256) plus the z-shape probe"
+    assert not torch.equal(first[0], second[0]), "fresh noise on every pass"
+
+
+def test_a_client_with_unknown_randomness_is_called_on_every_pass():
+    split = _constant_split(count=8, side=8)
+    view = ZView.of(_Doubling(), None, CPU, split)
+    assert view.features is None and not view.deterministic
+    averaged = view.averaged(4)
+    assert isinstance(averaged.client, AveragedClient) and averaged.client.queries == 4
+
+
+def test_the_keyed_attacker_adds_its_own_noise_in_training_only():
+    split = _constant_split(count=8, side=8)
+    keyed = _keyed(b"key", sigma=1.0)
+    view = ZView(keyed, CPU, features=keyed).with_train_noise(1.0)
+    torch.manual_seed(0)
+    _, test_z, _ = next(view.batches(split, 8))
+    _, again, _ = next(view.batches(split, 8))
+    assert torch.equal(test_z, again), "keyed z is the same on every test pass"
+    _, train_z, _ = next(view.batches(split, 8, training=True))
+    assert float((train_z - test_z).std()) == pytest.approx(1.0, rel=0.1)
 
 
 def _images(count=4, side=12, seed=0):
@@ -133,6 +164,7 @@ def test_averaging_keyed_queries_changes_nothing_and_is_detected():
     assert queries_differ(fresh, split, context)
     images = split.images.float() / 255
     assert torch.allclose(AveragedClient(keyed, 16)(images), keyed(images), atol=1e-5)
+    assert ZView.of(keyed, None, context, split).deterministic
 
 
 def test_a_one_level_pixel_change_gets_new_keyed_noise():

@@ -7,9 +7,10 @@ import shutil
 
 import pytest
 
+from noisyarl.attacks.suite import WorstCaseResult
 from noisyarl.config import ConfigError, apply_overrides, load_config
-from noisyarl.runners.compare import table_row
 from noisyarl.runners.experiment import run_experiment
+from noisyarl.runners.result import RunResult
 from noisyarl.utils.io import read_json
 
 WORST_CASE = ["attacks.suite=worst_case", "attacks.worst_case.attackers=[proxy, linear, knn]",
@@ -32,23 +33,25 @@ def worst_case_run(tiny_run_dir, tmp_path_factory):
 
 def test_a_worst_case_run_reports_both_protocols(worst_case_run):
     config, run_dir, metrics = worst_case_run
-    result = read_json(run_dir / "attacks" / "worst_case.json")["result"]
-    assert list(result["attackers"]) == ["proxy", "linear", "knn"]
-    assert result["attackers"]["proxy"]["test_best"] == metrics["privacy"]  # the paper attacker
-    worst = max(a["test_at_best_valid"] for a in result["attackers"].values())
+    result = WorstCaseResult.from_dict(
+        read_json(run_dir / "attacks" / "worst_case.json")["result"])
+    assert list(result.attackers) == ["proxy", "linear", "knn"]
+    assert result.attackers["proxy"].test == metrics["privacy"]  # the paper's attacker
+    worst = max(attacker.test for attacker in result.attackers.values())
     assert metrics["privacy_worst_case"] == worst
     assert metrics["delta_worst_case"] == pytest.approx(metrics["utility"] - worst)
     assert metrics["delta"] == pytest.approx(metrics["utility"] - metrics["privacy"])
-    assert [row["queries"] for row in result["multi_query"]["fresh"]] == [1, 4]
-    assert [row["queries"] for row in result["multi_query"]["keyed"]] == [1, 4]
-    assert result["multi_query"]["keyed"][1]["identical_queries"] is True
-    assert result["multi_query"]["fresh"][1]["identical_queries"] is False
+    assert [row.queries for row in result.fresh] == [1, 4]
+    assert [row.queries for row in result.keyed.rows] == [1, 4]
+    assert result.keyed.rows[1].identical_queries is True
+    assert result.fresh[1].identical_queries is False
     assert 0.0 <= metrics["identity_top1"] <= 1.0 and 0.0 <= metrics["identity_auc"] <= 1.0
     report = (run_dir / "report.md").read_text()
     assert "worst-case privacy ↓" in report and "## Worst-case privacy" in report
-    assert result["multi_query"]["fresh"][0]["psnr"] is None  # reconstruction switched off
+    assert result.fresh[0].psnr is None  # reconstruction switched off
     assert "Multi-query averaging" in report and "Identity leakage" in report
-    row = table_row("noisy ARL", metrics)
+    assert (run_dir / "attacks" / "curves" / "worst_case_linear.png").stat().st_size > 0
+    row = RunResult.from_metrics(metrics).row("noisy ARL")
     assert row["privacy"] == metrics["privacy"]
     assert row["privacy_worst_case"] == metrics["privacy_worst_case"]
 

@@ -68,3 +68,50 @@ def test_device_sdk_refuses_a_verification_only_export(tiny_run_dir, tmp_path):
 def test_export_of_a_folder_without_a_run_is_a_user_error(tmp_path, capsys):
     assert main(["export", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def _normalised_run(root, run_dir):
+    """An untrained noisy-ARL run (σ = 0.5, ``method.params.normalize: true``) whose last batch
+    norm's γ is grown 50-fold, as training grows it (docs/method.md §2)."""
+    from noisyarl.builders import defence_from_config, resolve_tasks
+    from noisyarl.config import config_from_dict, save_config
+    from noisyarl.data.registry import available_labels
+    from noisyarl.runners.runs import save_tasks
+    from noisyarl.training.checkpoint import save_checkpoint
+
+    config = config_from_dict({
+        "name": "normalised",
+        "data": {"dataset": "celeba", "root": str(root), "image_size": 40},
+        "tasks": {"utility": {"label": "Smiling"}, "private": {"label": "Male"}},
+        "method": {"name": "noisy_arl", "split": 2, "sigma": 0.5,
+                   "params": {"normalize": True}},
+    })
+    utility, private = resolve_tasks(config, available_labels("celeba", root))
+    torch.manual_seed(0)
+    defence = defence_from_config(config, utility, private)
+    last_norm = [m for m in defence.client.modules() if isinstance(m, torch.nn.BatchNorm2d)][-1]
+    with torch.no_grad():
+        last_norm.weight.mul_(50.0)
+    run_dir.mkdir(parents=True)
+    save_config(config, run_dir / "config.yaml")
+    save_tasks(run_dir, utility, private)
+    save_checkpoint(run_dir / "checkpoints" / "best.pt", {"model": defence.state_dict()})
+    return run_dir
+
+
+def test_normalisation_is_inside_the_exported_graph(tiny_celeba_root, tmp_path):
+    run_dir = _normalised_run(tiny_celeba_root, tmp_path / "run")
+    path = tmp_path / "clean.onnx"
+    assert main(["export", str(run_dir), "--out", str(path), "--no-noise"]) == 0
+
+    client = load_run(run_dir).defence.client
+    images = torch.rand(6, 3, 40, 40, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        raw = client_for_export(client, noise=False).extractor(images)
+        reference = client_for_export(client, noise=False)(images).numpy()
+    assert (raw.flatten(1).pow(2).mean(dim=1).sqrt() > 2).all()  # far from unit RMS
+    z = ExportedClient(path)(images)
+    rms = np.sqrt((z.astype(np.float64) ** 2).reshape(len(z), -1).mean(axis=1))
+    np.testing.assert_allclose(rms, np.ones(len(z)), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(z, reference, atol=1e-4)
+    assert json.loads(path.with_name(path.name + ".json").read_text())["check"]["passed"]

@@ -7,15 +7,22 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from scipy.stats import binom
 from scipy.stats.contingency import association
 
 from noisyarl.evaluation.metrics import (
     MS_SSIM_MIN_SIZE,
+    ImageScores,
+    advantage,
+    beats_chance,
     contingency_table,
     cramers_v,
+    image_scores,
+    mean_image_baseline,
     ms_ssim,
+    normalised_delta,
     privacy_utility_delta,
     psnr,
     ssim,
@@ -189,3 +196,164 @@ def test_ms_ssim_needs_the_documented_minimum_size():
     x, y = _image_pair(6, shape=(1, 3, MS_SSIM_MIN_SIZE, MS_SSIM_MIN_SIZE), noise=0.2)
     assert ms_ssim(x, x) == pytest.approx(1.0, abs=1e-5)
     assert 0.0 < ms_ssim(x, y) < 1.0
+
+
+# --- chance baselines: advantage, binomial test, normalised delta ----------------------------
+
+
+@st.composite
+def split_outcomes(draw):
+    """(n, chance %, score %) with the score an achievable accuracy k / n, mostly within a few
+    binomial standard deviations of chance, where the test's decision changes."""
+    n = draw(st.integers(1, 3000))
+    chance = draw(st.floats(0, 100, allow_nan=False))
+    p = chance / 100
+    spread = draw(st.floats(-3, 6))
+    near = round(n * p + spread * math.sqrt(n * p * (1 - p)) + draw(st.integers(-2, 2)))
+    correct = draw(st.one_of(st.just(min(max(near, 0), n)), st.integers(0, n)))
+    return n, chance, 100.0 * correct / n
+
+
+@settings(deadline=None, max_examples=300)
+@given(split_outcomes(), st.sampled_from([0.01, 0.05, 0.1]))
+def test_beats_chance_agrees_with_scipys_binomial_test(outcome, alpha):
+    n, chance, score = outcome
+    correct = round(score * n / 100)
+    p_value = float(binom.sf(correct - 1, n, chance / 100))  # P(X >= correct)
+    assume(abs(p_value - alpha) > 1e-9 * alpha)  # leave float ties at the threshold alone
+    above_quantile = correct > binom.ppf(1 - alpha, n, chance / 100)
+    assert beats_chance(score, chance, n, alpha=alpha) == (p_value <= alpha)
+    if chance < 100:
+        assert beats_chance(score, chance, n, alpha=alpha) == above_quantile
+
+
+@settings(deadline=None)
+@given(split_outcomes(), st.integers(0, 3000))
+def test_beats_chance_is_monotone_in_the_score(outcome, more_correct):
+    n, chance, score = outcome
+    better = 100.0 * min(round(score * n / 100) + more_correct, n) / n
+    if beats_chance(score, chance, n):
+        assert beats_chance(better, chance, n)
+
+
+@settings(deadline=None)
+@given(st.integers(0, 5000), percentages)
+def test_a_constant_predictor_has_no_advantage_and_never_beats_chance(n, majority_rate):
+    assert advantage(majority_rate, majority_rate) == 0.0
+    assert not beats_chance(majority_rate, majority_rate, n)
+    assert not beats_chance(majority_rate, majority_rate, n, alpha=0.2)
+
+
+def test_beats_chance_edge_cases():
+    assert beats_chance(53.0, 50.0, 10_000)  # p ~ 1e-9
+    assert not beats_chance(53.0, 50.0, 100)  # p ~ 0.3
+    assert not beats_chance(100.0, 100.0, 1000)  # nothing to beat
+    assert not beats_chance(90.0, 50.0, 0)  # no test samples
+    assert beats_chance(1.0, 0.0, 100)  # one hit when hits are impossible under H0
+    assert not beats_chance(40.0, 50.0, 10_000)
+    with pytest.raises(ValueError):
+        beats_chance(50.0, 120.0, 10)
+    with pytest.raises(ValueError):
+        beats_chance(50.0, 40.0, 10, alpha=0.0)
+
+
+def test_beats_chance_survives_a_large_test_split():
+    # 20k samples, a tail probability far below float precision near 0: no underflow to NaN.
+    assert beats_chance(70.0, 50.0, 20_000)
+    assert not beats_chance(50.4, 50.0, 20_000)  # p ~ 0.13
+
+
+def test_advantage_is_in_points():
+    assert advantage(61.5, 50.0) == pytest.approx(11.5)
+    assert advantage(40.0, 50.0) == pytest.approx(-10.0)
+
+
+def test_normalised_delta_on_fixed_numbers():
+    assert normalised_delta(100.0, 50.0, 50.0, 50.0) == pytest.approx(100.0)
+    assert normalised_delta(75.0, 50.0, 60.0, 20.0) == pytest.approx(0.0)  # 1/2 - 1/2
+    assert normalised_delta(50.0, 50.0, 100.0, 80.0) == pytest.approx(-100.0)
+    # 0.9 of the utility gain, 0.1 of the attacker's: 80 points (paper-like CelebA numbers)
+    assert normalised_delta(95.0, 50.0, 62.0, 58.0) == pytest.approx(100 * (0.9 - 4 / 42))
+    assert normalised_delta(90.0, 100.0, 60.0, 50.0) is None
+    assert normalised_delta(90.0, 50.0, 100.0, 100.0) is None
+
+
+@st.composite
+def at_or_above(draw, chance_max=99.9):
+    chance = draw(st.floats(0, chance_max, allow_nan=False))
+    return chance, draw(st.floats(chance, 100, allow_nan=False))
+
+
+@settings(deadline=None)
+@given(at_or_above(), at_or_above())
+def test_normalised_delta_is_bounded_for_scores_above_chance(utility_pair, privacy_pair):
+    (u0, u), (p0, p) = utility_pair, privacy_pair
+    value = normalised_delta(u, u0, p, p0)
+    assert -100.0 - 1e-9 <= value <= 100.0 + 1e-9
+    # Swapping the roles flips the sign; equal relative gains cancel.
+    assert normalised_delta(p, p0, u, u0) == pytest.approx(-value, abs=1e-9)
+    assert normalised_delta(u, u0, u, u0) == 0.0
+
+
+@settings(deadline=None)
+@given(at_or_above(), st.floats(0, 99.9))
+def test_normalised_delta_is_the_utility_share_when_the_attacker_is_at_chance(pair, p0):
+    u0, u = pair
+    assert normalised_delta(u, u0, p0, p0) == pytest.approx(100 * (u - u0) / (100 - u0))
+
+
+# --- reconstruction scores and the mean-image baseline ---------------------------------------
+
+
+def _direct_scores(outputs: torch.Tensor, targets: torch.Tensor) -> ImageScores:
+    return ImageScores(psnr(outputs, targets), ssim(outputs, targets),
+                       float(((outputs.double() - targets.double()) ** 2).mean()))
+
+
+def test_image_scores_do_not_depend_on_the_batch_size():
+    x, y = _image_pair(3, shape=(7, 3, 12, 12))
+    whole = _direct_scores(x, y)
+    for batch_size in (1, 3, 7, 100):
+        scores = image_scores(x, y, batch_size=batch_size)
+        assert scores.psnr == pytest.approx(whole.psnr, rel=1e-5)
+        assert scores.ssim == pytest.approx(whole.ssim, rel=1e-5)
+        assert scores.mse == pytest.approx(whole.mse, rel=1e-6)
+    with pytest.raises(ValueError):
+        image_scores(x, y[:3])
+
+
+@settings(deadline=None, max_examples=20)
+@given(st.integers(1, 9), st.integers(1, 5), st.integers(1, 4), st.integers(0, 2**16))
+def test_mean_image_baseline_equals_a_direct_computation(n_train, n_test, batch_size, seed):
+    generator = torch.Generator().manual_seed(seed)
+    train = torch.randint(0, 256, (n_train, 3, 8, 8), generator=generator, dtype=torch.uint8)
+    test = torch.randint(0, 256, (n_test, 3, 8, 8), generator=generator, dtype=torch.uint8)
+    mean = (train.double() / 255).mean(dim=0, keepdim=True).float()
+    expected = _direct_scores(mean.expand(n_test, 3, 8, 8), test.float() / 255)
+
+    baseline = mean_image_baseline(train, test, batch_size=batch_size)
+
+    assert baseline.psnr == pytest.approx(expected.psnr, rel=1e-5)
+    assert baseline.ssim == pytest.approx(expected.ssim, rel=1e-4, abs=1e-6)
+    assert baseline.mse == pytest.approx(expected.mse, rel=1e-5)
+    # Float images in [0, 1] give the same scores as the uint8 ones they came from.
+    as_float = mean_image_baseline(train.float() / 255, test.float() / 255, batch_size=batch_size)
+    assert as_float.mse == pytest.approx(baseline.mse, rel=1e-5)
+
+
+def test_a_perfect_reconstruction_beats_the_mean_image():
+    generator = torch.Generator().manual_seed(0)
+    train = torch.rand(6, 3, 12, 12, generator=generator)
+    test = torch.rand(4, 3, 12, 12, generator=generator)
+    baseline = mean_image_baseline(train, test)
+    perfect = image_scores(test, test)
+    assert perfect.psnr > baseline.psnr and perfect.ssim > baseline.ssim
+    assert perfect.mse == 0.0 < baseline.mse
+
+
+def test_mean_image_baseline_rejects_0_to_255_floats_and_mismatched_shapes():
+    train = torch.full((2, 3, 8, 8), 200.0)
+    with pytest.raises(ValueError, match="uint8"):
+        mean_image_baseline(train, torch.rand(2, 3, 8, 8))
+    with pytest.raises(ValueError):
+        mean_image_baseline(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 9, 9))

@@ -11,6 +11,7 @@ from noisyarl.evaluation.plots import (
     CHART_DPI,
     CHART_INCHES,
     GRID_LABEL_INCHES,
+    plot_learning_curve,
     plot_privacy_utility,
     plot_sigma_sweep,
     save_image_grid,
@@ -86,3 +87,50 @@ def test_sigma_sweep_on_a_log_axis_with_sigma_zero(tmp_path, sigmas):
     assert pixels.std() > 10
     with pytest.raises(ValueError):
         plot_sigma_sweep([], tmp_path / "empty.png")
+
+
+def _history(epochs: int = 12, *, losses: bool = True, test: bool = True) -> list[dict]:
+    records = []
+    for epoch in range(1, epochs + 1):
+        record = {"epoch": epoch, "valid": 60 + 20 * (1 - 0.8**epoch), "lr": 1e-3}
+        if test:
+            record["test"] = record["valid"] - 1.5
+        if losses:
+            record |= {"train_loss": 0.7 * 0.8**epoch, "valid_loss": 0.75 * 0.85**epoch}
+        records.append(record)
+    return records
+
+
+@pytest.mark.parametrize(("losses", "test", "chance", "best_epoch"),
+                         [(True, True, 58.3, 9), (False, False, 58.3, None),
+                          (True, False, None, 4), (False, True, None, None)])
+def test_learning_curve_is_a_png_with_and_without_optional_series(tmp_path, losses, test,
+                                                                  chance, best_epoch):
+    path = plot_learning_curve(_history(losses=losses, test=test), tmp_path / "curve" / "a.png",
+                               title="leakage attacker on z, CelebA Male", chance=chance,
+                               score_name="attacker accuracy (%)", best_epoch=best_epoch)
+    assert path.stat().st_size > 0
+    pixels = _pixels(path)
+    assert pixels.shape == (CHART_PIXELS[1], CHART_PIXELS[0], 3)
+    assert pixels.std() > 10
+
+
+def test_learning_curve_draws_the_chance_line(tmp_path):
+    # Same curve with and without a floor far below it: the floor changes the picture.
+    history = _history(losses=False, test=False)
+    common = {"title": "decoder", "score_name": "PSNR (dB)"}
+    plain = _pixels(plot_learning_curve(history, tmp_path / "plain.png", **common))
+    floor = _pixels(plot_learning_curve(history, tmp_path / "floor.png", chance=40.0,
+                                        chance_label="mean-image baseline", **common))
+    assert (np.abs(plain - floor) > 0).any()
+
+
+def test_learning_curve_skips_missing_values_and_needs_a_validation_score(tmp_path):
+    history = _history(4)
+    history[1]["valid"] = None
+    history[2]["train_loss"] = float("nan")
+    plot_learning_curve(list(reversed(history)), tmp_path / "gaps.png", title="t",
+                        score_name="accuracy (%)", higher_is_better=False)
+    with pytest.raises(ValueError):
+        plot_learning_curve([{"epoch": 1, "train_loss": 0.5}], tmp_path / "none.png",
+                            title="t", score_name="accuracy (%)")

@@ -1,12 +1,18 @@
-"""Sign conventions of noisy ARL's adversarial update."""
+"""Sign conventions of noisy ARL's adversarial update; its ``normalize`` param."""
 
 import copy
 
+import pytest
 import torch
+import yaml
 
+from noisyarl.builders import defence_from_config
+from noisyarl.config import config_from_dict
 from noisyarl.data.base import LabelInfo
 from noisyarl.data.tasks import Task
+from noisyarl.errors import ConfigError
 from noisyarl.methods import DefenceSpec, build_defence, method_params
+from noisyarl.models.noise import noise_switched_off
 from noisyarl.runtime import StepContext
 
 SMILING = Task("Smiling", LabelInfo(kind="binary"))
@@ -82,3 +88,31 @@ def test_train_step_updates_all_three_models_with_their_own_objectives():
     for name, before in snapshots.items():
         after = list(getattr(defence, name).parameters())
         assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)), name
+
+
+def _defence_from_yaml_params(params: dict):
+    config = config_from_dict({
+        "name": "normalised",
+        "data": {"image_size": 32},
+        "tasks": {"utility": {"label": "Smiling"}, "private": {"label": "Male"}},
+        "method": {"name": "noisy_arl", "split": 2, "sigma": 0.5, "params": params},
+    })
+    return defence_from_config(config, SMILING, MALE)
+
+
+def test_config_params_normalize_makes_the_noise_module_normalise():
+    torch.manual_seed(0)
+    defence = _defence_from_yaml_params(yaml.safe_load("normalize: true")).eval()
+    noise = defence.noise_module()
+    assert noise.normalize and noise.active and defence.describe()["params"]["normalize"]
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad(), noise_switched_off(noise):
+        h = defence.client(images)
+    rms = h.flatten(1).pow(2).mean(dim=1).sqrt()
+    torch.testing.assert_close(rms, torch.ones(4), atol=1e-5, rtol=0)
+
+
+def test_normalize_is_off_by_default_and_must_be_a_boolean():
+    assert not _defence_from_yaml_params({}).noise_module().normalize
+    with pytest.raises(ConfigError, match="method.params.normalize"):
+        _defence_from_yaml_params({"normalize": "yes"})

@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch import nn
 
+from noisyarl.attacks.suite import WorstCaseResult
 from noisyarl.config import config_from_dict
 from noisyarl.deploy.export import ExportedClient, export_client
 from noisyarl.deploy.latency import latency_of_run
@@ -136,14 +137,14 @@ def test_a_whole_run_of_the_toy_with_the_worst_case_suite_export_and_latency(
 
     # The worst-case suite: multi-query averaging of the fresh noise, and keyed noise, with no
     # Obfuscator in sight.
-    multi = saved["worst_case"]["multi_query"]
-    assert [row["queries"] for row in multi["fresh"]] == [1, 4]
-    assert multi["fresh"][1]["identical_queries"] is False
-    assert multi["keyed"] is not None, multi.get("keyed_skipped")
-    assert [row["queries"] for row in multi["keyed"]] == [1, 4]
-    assert multi["keyed"][1]["identical_queries"] is True
-    assert multi["key_leaked"]["privacy"] is not None
-    assert multi["near_duplicate"]["share_with_new_noise"] == 1.0
+    suite = WorstCaseResult.from_dict(saved["worst_case"])
+    assert [row.queries for row in suite.fresh] == [1, 4]
+    assert suite.fresh[1].identical_queries is False
+    assert suite.keyed is not None, suite.keyed_skipped
+    assert [row.queries for row in suite.keyed.rows] == [1, 4]
+    assert suite.keyed.rows[1].identical_queries is True
+    assert 0 <= suite.keyed.key_leaked <= 100
+    assert suite.keyed.share_with_new_noise == 1.0
     assert saved["privacy_worst_case"] is not None
 
     report = (run_dir / "report.md").read_text()

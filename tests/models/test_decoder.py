@@ -1,20 +1,74 @@
-"""The reconstruction decoder reads both layouts of z: a feature map and a vector."""
+"""The reconstruction decoder: the authors' layout, both layouts of z, and it can learn."""
 
 import pytest
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from noisyarl.models import ReconstructionDecoder
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Intra-op threads fighting over busy shared cores make the training tests ~10x slower.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def test_a_feature_map_is_decoded_as_before():
     torch.manual_seed(0)
     by_channels = ReconstructionDecoder(64, image_size=32)
     by_shape = ReconstructionDecoder((64, 8, 8), image_size=32)
-    # Same modules and parameter names whichever way the map is described, as before vectors
-    # existed, so earlier checkpoints still load.
+    # Same modules and parameter names whichever way the map is described, so a decoder saved
+    # with z_shape (C, 1, 1) loads into one built from (C, h, w).
     assert by_channels.state_dict().keys() == by_shape.state_dict().keys()
     assert by_shape.eval()(torch.randn(2, 64, 8, 8)).shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize(("z_shape", "image_size"), [((16, 5, 5), 12), ((16, 5, 5), 13),
+                                                     ((24,), 9), ((24,), 16), ((8, 1, 1), 7)])
+def test_output_is_an_image_in_0_1_of_the_requested_size(z_shape, image_size):
+    torch.manual_seed(0)
+    decoder = ReconstructionDecoder(z_shape, image_size=image_size)
+    with torch.no_grad():
+        images = decoder(10 * torch.randn(3, *z_shape))
+    assert images.shape == (3, 3, image_size, image_size)
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+
+
+def test_the_layout_is_the_authors():
+    decoder = ReconstructionDecoder((32, 4, 4), image_size=16)
+    transposed = [m for m in decoder.blocks if isinstance(m, nn.ConvTranspose2d)]
+    assert [m.out_channels for m in transposed] == [128, 128, 64]
+    assert all(m.stride == (1, 1) and m.kernel_size == (3, 3) for m in transposed)
+    assert decoder.blocks[0] is transposed[0] and decoder.blocks[0].in_channels == 32
+    conv, norm, relu = decoder.full_size
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size) == (64, 64, (3, 3))
+    assert isinstance(norm, nn.BatchNorm2d) and isinstance(relu, nn.ReLU)
+    assert (decoder.head.in_channels, decoder.head.out_channels) == (64, 3)
+    assert (decoder.image_size, decoder.z_dims) == (16, 4)
+
+
+def test_it_overfits_eight_images_well_below_the_mean_image():
+    # Smooth images and a random code per image: the decoder must memorise z -> image.
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.rand(8, 3, 4, 4, generator=generator)
+    images = F.interpolate(coarse, size=(12, 12), mode="bilinear", align_corners=False)
+    z = torch.randn(8, 16, 3, 3, generator=generator)
+    decoder = ReconstructionDecoder((16, 3, 3), image_size=12)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=3e-3)
+    for _ in range(150):
+        optimizer.zero_grad()
+        F.mse_loss(decoder(z), images).backward()
+        optimizer.step()
+    with torch.no_grad():
+        error = float(F.mse_loss(decoder.eval()(z), images))
+    mean_image_error = float(F.mse_loss(images.mean(dim=0, keepdim=True).expand_as(images),
+                                        images))
+    assert error < 0.1 * mean_image_error
 
 
 def test_a_vector_decoder_learns_to_reconstruct_from_z():

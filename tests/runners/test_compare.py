@@ -9,6 +9,8 @@ import pytest
 from noisyarl.config import ConfigError, config_from_dict
 from noisyarl.runners.compare import run_comparison
 
+STATUSES = ("did not learn (utility)", "did not learn (attacker)", "did not learn (decoder)")
+
 ROWS = [
     {"label": "RN18", "method": {"name": "upper_bound"}},
     {"label": "ARL", "method": {"name": "noisy_arl", "split": 2, "sigma": 0.0}},
@@ -42,9 +44,14 @@ def test_compare_writes_a_paper_shaped_table_plot_and_report(tiny_celeba_root, t
         assert float(row["client_gflops"]) > 0 and float(row["z_kib"]) > 0
     # Same client architecture, so the same cost; σ changes only the noise.
     assert table[1]["client_gflops"] == table[2]["client_gflops"]
+    assert list(table[0])[:3] == ["method", "method_name", "split"]
+    assert all(set(filter(None, row["status"].split("; "))) <= set(STATUSES) for row in table)
     header = (tmp_path / "table.md").read_text().splitlines()[2]
-    assert header.startswith("| method | Privacy ↓ | Utility ↑ | Δ ↑ (pp) | client GFLOPs")
+    assert header.startswith("| method | utility ↑ | utility chance | privacy ↓ (valid-selected) "
+                             "| privacy chance | advantage ↓ (pp) | Δ ↑ (pp) |")
+    assert "| status | client GFLOPs |" in header
     report = (tmp_path / "report.md").read_text()
+    assert "Headline privacy" in report and "never ranked" in report
     assert "privacy_utility.png" in report and "reconstructions.png" in report
     assert "Paper reference" in report and "NoisyARL" in report
     for name in ("privacy_utility.png", "reconstructions.png"):

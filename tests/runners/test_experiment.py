@@ -79,7 +79,7 @@ def test_arl_hides_the_private_attribute_but_keeps_utility(small_celeba_root, tm
     # Measured on this data (CPU, 2 threads): undefended privacy 85.6, defended 69.4, with
     # utility 67.5 -> 69.4 against a chance level of 51.9.
     assert defended["privacy"] < undefended["privacy"] - 8
-    assert defended["utility"] > defended["chance"]["utility"] + 8
+    assert defended["utility"] > defended["utility_chance"] + 8
 
 
 def test_demo_on_a_tiny_plan_writes_summary_and_report(tmp_path, capsys):
@@ -98,10 +98,33 @@ def test_demo_on_a_tiny_plan_writes_summary_and_report(tmp_path, capsys):
                  "sweep/sweep.json", "sweep/report.md"):
         assert (tmp_path / name).is_file(), name
     # The demo's report and the sweep's are two files, each announced once.
-    assert "noisyarl demo" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "noisyarl demo" in report and "| utility chance |" in report and "| status |" in report
+    assert "Headline privacy" in report
     assert "σ chosen on the validation split" in (tmp_path / "sweep" / "report.md").read_text()
     wrote = [line for line in capsys.readouterr().out.splitlines() if "wrote" in line]
     assert len(wrote) == 2 and len(set(wrote)) == 2
     # One runs/ folder: the shown rows reuse the sweep's runs (upper bound, σ = 0, σ = 1).
     assert len(list((tmp_path / "runs").iterdir())) == 3
     assert not (tmp_path / "sweep" / "runs").exists()
+
+
+def test_a_run_saves_each_attack_curve_and_reports_chance_and_signal(tiny_run_dir):
+    """The saved learning curves are the attacks' histories; chance levels, the mean-image
+    baseline and σ_eff are in metrics.json; the report shows the curves."""
+    metrics = json.loads((tiny_run_dir / "metrics.json").read_text())
+    curves = tiny_run_dir / "attacks" / "curves"
+    for stage in ("leakage", "reconstruction"):
+        saved = json.loads((curves / f"{stage}.json").read_text())
+        assert saved == metrics[stage]["curve"], stage
+        assert (curves / f"{stage}.png").stat().st_size > 0
+        assert metrics["attack_epochs"][stage] == saved["epochs_run"] >= 1
+    assert metrics["privacy_chance"] == metrics["leakage"]["chance"]["chance"]
+    assert metrics["privacy_advantage"] == pytest.approx(metrics["privacy"]
+                                                         - metrics["privacy_chance"])
+    assert metrics["psnr_baseline"] == metrics["reconstruction"]["baseline"]["psnr"]
+    assert metrics["sigma_eff"] == pytest.approx(metrics["sigma"] / metrics["h_sd"])
+    assert len(metrics["utility_draws"]) == metrics["noise_draws"] == 5
+    assert metrics["utility"] == pytest.approx(sum(metrics["utility_draws"]) / 5)
+    assert all({"h_rms", "h_sd", "sigma_eff"} <= set(epoch) for epoch in metrics["history"])
+    assert "learning curve" in (tiny_run_dir / "report.md").read_text()

@@ -28,8 +28,10 @@ def test_sweep_writes_one_row_per_sigma_and_picks_sigma_on_validation(tiny_celeb
                                                                         tmp_path):
     result = run_sigma_sweep(_config(tiny_celeba_root), tmp_path)
     assert [row["sigma"] for row in result.rows] == [0.0, 2.0]
-    best = max(result.rows, key=lambda row: row["valid_delta"])
+    ranked = [row for row in result.rows if row["status"] == ""] or result.rows
+    best = max(ranked, key=lambda row: row["valid_delta"])
     assert result.best_sigma == best["sigma"]
+    assert result.best_ranked == (ranked is not result.rows)
     for row in result.rows:
         assert row["delta"] == pytest.approx(row["utility"] - row["privacy"])
         metrics = json.loads((tmp_path / "runs" / row["run"] / "metrics.json").read_text())
@@ -41,7 +43,9 @@ def test_sweep_writes_one_row_per_sigma_and_picks_sigma_on_validation(tiny_celeb
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert saved["best_sigma"] == result.best_sigma
     assert (tmp_path / "sigma_sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "σ chosen on the validation split" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "σ chosen on the validation split" in report
+    assert "| σ | utility ↑ | utility chance |" in report and "| status |" in report
 
 
 def test_sigmas_argument_overrides_the_config_and_resume_reuses_finished_runs(

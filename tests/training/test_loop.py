@@ -1,4 +1,5 @@
-"""The shared loop: per-epoch learning-rate schedules, their checkpointing and resume."""
+"""The shared loop: per-epoch learning-rate schedules, their checkpointing and resume, and the
+per-epoch signal-to-noise record (h_rms, h_sd, sigma_eff)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import nn
 from noisyarl.data.base import ImageSplit, LabelInfo
 from noisyarl.data.tasks import Task
 from noisyarl.methods.base import Defence, DefenceSpec
+from noisyarl.models.noise import GaussianNoise, signal_stats
 from noisyarl.runtime import StepContext
 from noisyarl.training.checkpoint import load_checkpoint
 from noisyarl.training.loop import LoopSettings, fit
@@ -102,3 +104,46 @@ def test_resume_continues_the_schedule_where_it_stopped(tmp_path):
     assert final["schedulers"]["main"] == expected["schedulers"]["main"]
     for name, value in expected["model"].items():
         torch.testing.assert_close(final["model"][name], value)
+
+
+SIGMA = 0.5
+
+
+class _NoisyProbe(_CosineDefence):
+    """The cosine probe with a noise module (σ = 0.5) on its pooled pixels."""
+
+    name = "noisy_probe"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client = nn.Sequential(nn.AdaptiveAvgPool2d(1), GaussianNoise(SIGMA))
+
+
+class _Scalars:
+    """A stand-in for TensorBoard's SummaryWriter that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.tags: dict[str, list[float]] = {}
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        self.tags.setdefault(tag, []).append(value)
+
+
+def test_every_epoch_records_the_features_scale_against_sigma(tmp_path):
+    splits, writer = _splits(), _Scalars()
+    result = fit(_NoisyProbe(), splits, BINARY, BINARY, StepContext(torch.device("cpu")),
+                 _settings(2), tmp_path, writer=writer)
+    pooled = (splits["valid"].images.float() / 255).mean(dim=(2, 3))
+    expected = signal_stats(pooled, SIGMA)  # the probe's client has no weights to train
+    for record in result.history:
+        assert record["h_sd"] > 0
+        assert record["sigma_eff"] == pytest.approx(SIGMA / record["h_sd"])
+        assert record["h_sd"] == pytest.approx(expected.between_sd, rel=1e-5)
+        assert record["h_rms"] == pytest.approx(expected.rms, rel=1e-5)
+    assert writer.tags["signal/sigma_eff"] == [r["sigma_eff"] for r in result.history]
+
+
+def test_a_client_without_noise_module_records_sigma_eff_zero(tmp_path):
+    result = fit(_CosineDefence(), _splits(), BINARY, BINARY, StepContext(torch.device("cpu")),
+                 _settings(1), tmp_path)
+    assert result.history[0]["sigma_eff"] == 0.0 and result.history[0]["h_sd"] > 0

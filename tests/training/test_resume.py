@@ -32,7 +32,7 @@ from noisyarl.training.loop import FitResult, LoopSettings, fit, prune_checkpoin
 from noisyarl.utils.io import is_temporary, read_json, to_json_value
 
 METRIC_KEYS = ("utility", "utility_valid", "best_epoch", "privacy", "privacy_last_epoch",
-               "privacy_at_best_valid", "psnr", "ssim")
+               "privacy_paper", "psnr", "ssim", "psnr_baseline", "sigma_eff")
 
 
 def _config(root) -> dict:
@@ -145,7 +145,8 @@ def test_kills_during_training_and_both_attacks_then_resume_match_uninterrupted(
     assert [h["valid/utility_accuracy"] for h in resumed["history"]] == pytest.approx(
         [h["valid/utility_accuracy"] for h in expected["history"]])
     for stage in ("leakage", "reconstruction"):  # both attacks restarted from their seeds
-        for got, want in zip(resumed[stage]["history"], expected[stage]["history"], strict=True):
+        for got, want in zip(resumed[stage]["curve"]["records"],
+                             expected[stage]["curve"]["records"], strict=True):
             assert got == pytest.approx(want, rel=1e-5, abs=1e-6), stage
 
 

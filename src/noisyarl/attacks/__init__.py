@@ -1,11 +1,41 @@
-"""Attacks on a frozen client: attribute leakage and reconstruction."""
+"""Attacks on a frozen client, one family behind :class:`~noisyarl.attacks.base.Attack`.
 
-from noisyarl.attacks.leakage import LeakageResult, run_leakage_attack
-from noisyarl.attacks.reconstruction import ReconstructionResult, run_reconstruction_attack
+Every attack sees the client through a :class:`~noisyarl.attacks.view.ZView` (z exactly as the
+server receives it), trains until its validation score stops improving
+(:func:`~noisyarl.attacks.base.fit_until_plateau`) and returns a typed
+:class:`~noisyarl.attacks.base.AttackResult` that round-trips to JSON. A new attack is one
+module with an :class:`Attack` subclass and one line of :data:`ATTACKS`.
+"""
+
+from noisyarl.attacks.base import Attack, AttackResult, AttackSettings, LearningCurve
+from noisyarl.attacks.identity import IdentityAttack, IdentityResult
+from noisyarl.attacks.leakage import LeakageAttack, LeakageResult, run_leakage_attack
+from noisyarl.attacks.reconstruction import (
+    ReconstructionAttack,
+    ReconstructionResult,
+    run_reconstruction_attack,
+)
+from noisyarl.attacks.view import AttackTarget, ZView
+
+#: name -> attack. The leakage attack's attacker models are in
+#: :data:`noisyarl.attacks.attackers.ATTACKERS`.
+ATTACKS: dict[str, type[Attack]] = {
+    LeakageAttack.name: LeakageAttack,
+    ReconstructionAttack.name: ReconstructionAttack,
+    IdentityAttack.name: IdentityAttack,
+}
 
 __all__ = [
+    "ATTACKS",
+    "Attack",
+    "AttackResult",
+    "AttackSettings",
+    "AttackTarget",
+    "IdentityResult",
     "LeakageResult",
+    "LearningCurve",
     "ReconstructionResult",
+    "ZView",
     "run_leakage_attack",
     "run_reconstruction_attack",
 ]

@@ -13,26 +13,25 @@ one of them, ``proxy``; the worst-case evaluation reports them all and their max
 - ``mlp``: a two-hidden-layer MLP on the same pooled features.
 - ``knn``: k-nearest neighbours on the same pooled features (:mod:`noisyarl.attacks.knn`).
 
-A new attacker is one entry of :data:`ATTACKERS`: a function from an :class:`AttackJob` to a
-:class:`~noisyarl.attacks.leakage.LeakageResult` (use :func:`trained` to wrap a module builder).
+A new attacker is one entry of :data:`ATTACKERS`: a function from an
+:class:`~noisyarl.attacks.view.AttackTarget` and :class:`~noisyarl.attacks.base.AttackSettings`
+to a :class:`~noisyarl.attacks.leakage.LeakageResult` (use :func:`trained` to wrap a module
+builder). Every trained attacker stops on a validation plateau (:mod:`noisyarl.attacks.base`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torchvision.models import resnet18
 
+from noisyarl.attacks.base import AttackSettings
 from noisyarl.attacks.features import FeaturePool, pooled_dim
 from noisyarl.attacks.knn import run_knn_attack
 from noisyarl.attacks.leakage import LeakageResult, run_leakage_attack
-from noisyarl.data.base import ImageSplit
-from noisyarl.data.tasks import Task
-from noisyarl.methods.base import Defence
-from noisyarl.runtime import StepContext
+from noisyarl.attacks.view import AttackTarget
 
 #: Width of the MLP attacker's hidden layers.
 MLP_WIDTH = 256
@@ -40,25 +39,6 @@ MLP_WIDTH = 256
 ADAPTER_CHANNELS = 64
 #: A vector z is lifted to a [64, 4, 4] map before the ResNet18 attacker's stages.
 VECTOR_MAP_SIDE = 4
-
-
-@dataclass
-class AttackJob:
-    """Everything an attacker needs. ``client`` maps images to z (may wrap ``defence.client``,
-    e.g. to average several queries); ``z_shape`` is one sample's shape of its output."""
-
-    defence: Defence
-    client: nn.Module
-    splits: dict[str, ImageSplit]
-    task: Task
-    context: StepContext
-    z_shape: tuple[int, ...]
-    epochs: int
-    lr: float = 1e-3
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    seed: int = 0
-    progress: bool = False
 
 
 def linear_probe(z_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
@@ -106,47 +86,45 @@ def resnet18_attacker(z_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
                          network.layer4, network.avgpool, nn.Flatten(1), network.fc)
 
 
-def trained(build: Callable[[AttackJob], nn.Module]) -> Callable[[AttackJob], LeakageResult]:
-    """An attacker entry that trains the module ``build(job)`` with :func:`run_leakage_attack`
-    (Adam, the job's epochs; best-test-epoch, last-epoch and validation-selected scores)."""
+def trained(build: Callable[[AttackTarget], nn.Module], name: str
+            ) -> Callable[[AttackTarget, AttackSettings], LeakageResult]:
+    """An attacker entry that trains the module ``build(target)`` with
+    :func:`~noisyarl.attacks.leakage.run_leakage_attack` (early stopping on validation)."""
 
-    def run(job: AttackJob) -> LeakageResult:
-        torch.manual_seed(job.seed)  # the attacker's initial weights
-        attacker = build(job)
-        return run_leakage_attack(
-            job.client, attacker, job.splits, job.task, job.context, epochs=job.epochs,
-            lr=job.lr, batch_size=job.batch_size, eval_batch_size=job.eval_batch_size,
-            seed=job.seed, progress=job.progress,
-        )
+    def run(target: AttackTarget, settings: AttackSettings) -> LeakageResult:
+        torch.manual_seed(settings.seed)  # the attacker's initial weights
+        return run_leakage_attack(target.view, build(target), target.splits, target.task,
+                                  settings, name=name)
 
     return run
 
 
-def _knn(job: AttackJob) -> LeakageResult:
-    return run_knn_attack(job.client, job.splits, job.task, job.context,
-                          batch_size=job.eval_batch_size)
+def _proxy(target: AttackTarget) -> nn.Module:
+    if target.proxy is None:
+        raise ValueError("the proxy attacker needs the defence's proxy adversary")
+    return target.proxy(target.task.num_outputs)
 
 
 #: name -> attacker. Order is the report's order.
-ATTACKERS: dict[str, Callable[[AttackJob], LeakageResult]] = {
-    "proxy": trained(lambda job: job.defence.make_attacker(job.task.num_outputs)),
-    "resnet18": trained(lambda job: resnet18_attacker(job.z_shape, job.task.num_outputs)),
-    "linear": trained(lambda job: linear_probe(job.z_shape, job.task.num_outputs)),
-    "mlp": trained(lambda job: mlp_attacker(job.z_shape, job.task.num_outputs)),
-    "knn": _knn,
+ATTACKERS: dict[str, Callable[[AttackTarget, AttackSettings], LeakageResult]] = {
+    "proxy": trained(_proxy, "proxy"),
+    "resnet18": trained(lambda t: resnet18_attacker(t.z_shape(), t.task.num_outputs),
+                        "resnet18"),
+    "linear": trained(lambda t: linear_probe(t.z_shape(), t.task.num_outputs), "linear"),
+    "mlp": trained(lambda t: mlp_attacker(t.z_shape(), t.task.num_outputs), "mlp"),
+    "knn": run_knn_attack,
 }
 
 
-def run_attacker(name: str, job: AttackJob) -> LeakageResult:
+def run_attacker(name: str, target: AttackTarget, settings: AttackSettings) -> LeakageResult:
     """Run the attacker registered as ``name`` (``ValueError`` naming the known ones if none)."""
     if name not in ATTACKERS:
         raise ValueError(f"unknown attacker {name!r} (known: {', '.join(ATTACKERS)})")
-    return ATTACKERS[name](job)
+    return ATTACKERS[name](target, settings)
 
 
 __all__ = [
     "ATTACKERS",
-    "AttackJob",
     "linear_probe",
     "mlp_attacker",
     "resnet18_attacker",

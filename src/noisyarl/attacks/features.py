@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from noisyarl.attacks.common import obfuscated_batches
+from noisyarl.attacks.view import ZView
 from noisyarl.data.base import ImageSplit
-from noisyarl.runtime import StepContext
 
 #: Side of the average-pooled grid of the linear, MLP and k-NN attackers (project's choice:
 #: keeps a coarse layout of the map while pooling most of the per-element noise).
@@ -42,24 +41,17 @@ def pooled_dim(z_shape: tuple[int, ...], side: int = POOL_SIDE) -> int:
     return int(channels * min(side, height) * min(side, width))
 
 
-def z_shape_of(client: nn.Module, split: ImageSplit, context: StepContext) -> tuple[int, ...]:
-    """Shape of one sample of ``client``'s output: (C, h, w) or (D,)."""
-    _, z, _ = next(obfuscated_batches(client, split.subset(torch.arange(1)), 1, context))
-    return tuple(int(size) for size in z.shape[1:])
-
-
 @torch.no_grad()
 def collect_features(
-    client: nn.Module,
+    view: ZView,
     split: ImageSplit,
-    context: StepContext,
     *,
     batch_size: int = 256,
     pool_side: int = POOL_SIDE,
 ) -> torch.Tensor:
-    """One noisy pass of ``client`` over ``split``, pooled: float32 [N, D] on the CPU."""
+    """One noisy pass of ``view`` over ``split``, pooled: float32 [N, D] on the CPU."""
     pool = FeaturePool(pool_side)
-    chunks = [pool(z).cpu() for _, z, _ in obfuscated_batches(client, split, batch_size, context)]
+    chunks = [pool(z).cpu() for _, z, _ in view.batches(split, batch_size, shard=False)]
     return torch.cat(chunks)
 
 

@@ -6,9 +6,10 @@ gallery. Two attacks, both on pooled z (average-pooled to at most 8 x 8 per chan
 
 - ``nearest_neighbour``: cosine similarity of z standardised by the training split's statistics.
 - ``metric_head``: a small MLP embedding (pooled z -> 256 -> 64, L2-normalised) trained on the
-  *training* identities with a cosine-softmax classifier (scale 16), fresh noise in every pass;
-  the epoch is chosen by the validation split's top-1 rate (also identity-disjoint). The best
-  test epoch is given too, labelled as such.
+  *training* identities with a cosine-softmax classifier (scale 16), fresh noise in every pass,
+  until the validation split's top-1 rate (also identity-disjoint) stops improving
+  (:func:`~noisyarl.attacks.base.fit_until_plateau`); the best-validation epoch is kept. The
+  best test epoch is given too, labelled as such.
 
 Figures: the top-1 identification rate (the nearest other image shows the same person; probes
 whose identity has one test image are left out) with its chance level, and the ROC AUC of
@@ -18,18 +19,24 @@ images).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
-from noisyarl.attacks.common import freeze, obfuscated_batches
+from noisyarl.attacks.base import (
+    Attack,
+    AttackResult,
+    AttackSettings,
+    LearningCurve,
+    fit_until_plateau,
+)
 from noisyarl.attacks.features import FeaturePool, collect_features, pooled_dim, standardise
+from noisyarl.attacks.view import AttackTarget, ZView
 from noisyarl.data.base import SPLITS, ImageSplit
 from noisyarl.evaluation.metrics import roc_auc, top1_identification_rate
-from noisyarl.runtime import StepContext
 from noisyarl.utils.seeding import epoch_generator
 
 IDENTITY_LABEL = "identity"
@@ -80,94 +87,120 @@ class MetricHead(nn.Module):
         return F.normalize(self.body(z), dim=1)
 
 
-def run_identity_attack(
-    client: nn.Module,
-    splits: dict[str, ImageSplit],
-    context: StepContext,
-    *,
-    epochs: int,
-    lr: float = 1e-3,
-    batch_size: int = 64,
-    eval_batch_size: int = 256,
-    seed: int = 0,
-    max_images: int = MAX_IMAGES,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Both re-identification attacks on ``client``'s z; a JSON-able dict.
+@dataclass
+class IdentityResult(AttackResult):
+    """Both re-identification attacks on the test split (identity-disjoint from training).
+
+    nearest_neighbour / metric_head: ``top1``, ``top1_chance`` and ``auc``; the metric head's
+    figures are at its best validation epoch, with its best test epoch's beside them
+    (``top1_best_test_epoch``, ``auc_best_test_epoch``: the paper-style optimistic figure).
+    """
+
+    nearest_neighbour: dict[str, float]
+    metric_head: dict[str, float]
+    test_images: int
+    test_identities: int
+
+    def cells(self) -> dict[str, Any]:
+        attacks = (self.nearest_neighbour, self.metric_head)
+        return {"identity_top1": max(attack["top1"] for attack in attacks),
+                "identity_auc": max(attack["auc"] for attack in attacks),
+                "identity_top1_chance": self.metric_head["top1_chance"],
+                "epochs": self.curve.epochs_run}
+
+
+def run_identity_attack(target: AttackTarget, settings: AttackSettings, *,
+                        max_images: int = MAX_IMAGES) -> IdentityResult:
+    """Both re-identification attacks on ``target``'s z.
 
     Raises ``ValueError`` when the splits have no ``identity`` label.
     """
+    splits, view = target.splits, target.view
     for name in SPLITS:
         if IDENTITY_LABEL not in splits[name].labels:
             raise ValueError(f"the {name} split has no {IDENTITY_LABEL!r} label")
-    client = freeze(client)
     valid, test = (_first(splits[name], max_images) for name in ("valid", "test"))
-    train_features = collect_features(client, splits["train"], context,
-                                      batch_size=eval_batch_size, pool_side=IDENTITY_POOL_SIDE)
-    test_features = collect_features(client, test, context, batch_size=eval_batch_size,
-                                     pool_side=IDENTITY_POOL_SIDE)
+    batch = settings.eval_batch_size
+    train_features = collect_features(view, splits["train"], batch_size=batch,
+                                      pool_side=IDENTITY_POOL_SIDE)
+    test_features = collect_features(view, test, batch_size=batch, pool_side=IDENTITY_POOL_SIDE)
     _, test_standard = standardise(train_features, test_features)
     nearest = identity_metrics(test_standard, test.labels[IDENTITY_LABEL])
-    head = train_metric_head(client, splits["train"], valid, test, context, epochs=epochs,
-                             lr=lr, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                             seed=seed, progress=progress)
-    return {"nearest_neighbour": nearest, "metric_head": head,
-            "test_images": len(test),
-            "test_identities": int(test.labels[IDENTITY_LABEL].unique().numel())}
+    curve, head = train_metric_head(view, splits["train"], valid, test, settings)
+    return IdentityResult(attack="identity", curve=curve, nearest_neighbour=nearest,
+                          metric_head=head, test_images=len(test),
+                          test_identities=int(test.labels[IDENTITY_LABEL].unique().numel()))
 
 
-def train_metric_head(client, train, valid, test, context, *, epochs, lr, batch_size,
-                      eval_batch_size, seed, progress) -> dict[str, Any]:
-    """Train :class:`MetricHead` on ``train``'s identities; score valid and test every epoch.
-
-    Returns test figures at the best-validation-top-1 epoch, and at the best test epoch
-    (``*_best_test_epoch``, the paper-style optimistic figure), plus the history.
+def train_metric_head(view: ZView, train: ImageSplit, valid: ImageSplit, test: ImageSplit,
+                      settings: AttackSettings) -> tuple[LearningCurve, dict[str, float]]:
+    """Train :class:`MetricHead` on ``train``'s identities until the validation top-1 rate
+    stops improving; the test figures at the best validation epoch and at the best test epoch.
     """
-    torch.manual_seed(seed)
-    identities = train.labels[IDENTITY_LABEL]
-    classes, targets = identities.unique(return_inverse=True)
-    z_shape = tuple(int(s) for s in next(obfuscated_batches(
-        client, train.subset(torch.arange(1)), 1, context))[1].shape[1:])
-    head = context.prepare_module(MetricHead(z_shape))
+    context = view.context
+    torch.manual_seed(settings.seed)
+    classes, targets = train.labels[IDENTITY_LABEL].unique(return_inverse=True)
+    head = context.prepare_module(MetricHead(view.z_shape(train)))
     centres = nn.Parameter(torch.randn(len(classes), EMBEDDING_DIM, device=context.device))
-    optimizer = torch.optim.Adam([*head.parameters(), centres], lr=lr)
-    indexed = train.subset(torch.arange(len(train)))
-    indexed.labels = {"target": targets}
-    history = []
-    for epoch in tqdm(range(1, epochs + 1), desc="identity attack", disable=not progress,
-                      leave=False):
+    optimizer = torch.optim.Adam([*head.parameters(), centres], lr=settings.lr, foreach=True)
+    indexed = ImageSplit(images=train.images, labels={"target": targets},
+                         label_info=train.label_info)
+
+    def train_epoch(epoch: int) -> float:
         head.train()
-        generator = epoch_generator(seed, epoch, "leakage")
-        for _, z, labels in obfuscated_batches(client, indexed, batch_size, context,
-                                               shuffle=True, generator=generator):
+        total, count = 0.0, 0
+        generator = epoch_generator(settings.seed, epoch, "leakage")
+        for _, z, labels in view.batches(indexed, settings.batch_size, shuffle=True,
+                                         generator=generator, training=True):
             logits = COSINE_SCALE * head(z) @ F.normalize(centres, dim=1).T
-            context.step(F.cross_entropy(logits, labels["target"]), optimizer)
-        record = {"epoch": epoch}
+            loss = F.cross_entropy(logits, labels["target"])
+            context.step(loss, optimizer)
+            total, count = total + float(loss.detach()) * z.shape[0], count + z.shape[0]
+        return total / max(count, 1)
+
+    def validate(epoch: int) -> dict[str, float]:
+        record = {}
         for name, split in (("valid", valid), ("test", test)):
-            figures = identity_metrics(_embed(client, head, split, context, eval_batch_size),
+            figures = identity_metrics(_embed(view, head, split, settings.eval_batch_size),
                                        split.labels[IDENTITY_LABEL])
             record.update({f"{name}_{key}": value for key, value in figures.items()})
-        history.append(record)
-    chosen = max(history, key=lambda record: record["valid_top1"])
-    best_test = max(history, key=lambda record: record["test_top1"])
-    return {
+        # Validation identities are not training classes: no validation cross-entropy, the
+        # (negated) top-1 rate stands in for the loss of the plateau rule.
+        return {"valid": record["valid_top1"], "valid_loss": -record["valid_top1"],
+                "test": record["test_top1"], **record}
+
+    curve = fit_until_plateau(head, optimizer, train_epoch, validate, settings,
+                              steps_per_epoch=max(len(train) // settings.batch_size, 1),
+                              higher_is_better=True, desc="identity attack")
+    chosen = curve.best()
+    best_test = max(curve.records, key=lambda record: record["test_top1"])
+    return curve, {
         "top1": chosen["test_top1"], "auc": chosen["test_auc"],
         "top1_chance": chosen["test_top1_chance"], "epoch": chosen["epoch"],
         "top1_best_test_epoch": best_test["test_top1"],
         "auc_best_test_epoch": best_test["test_auc"],
-        "history": history,
     }
 
 
+class IdentityAttack(Attack):
+    """Re-identification of test people from their z (datasets with identities)."""
+
+    name = "identity"
+    needs_task = False
+
+    def run(self, target: AttackTarget, settings: AttackSettings) -> IdentityResult:
+        return run_identity_attack(target, settings)
+
+
 @torch.no_grad()
-def _embed(client, head, split, context, batch_size) -> torch.Tensor:
+def _embed(view: ZView, head: nn.Module, split: ImageSplit, batch_size: int) -> torch.Tensor:
     head.eval()
-    return torch.cat([head(z).cpu() for _, z, _ in
-                      obfuscated_batches(client, split, batch_size, context)])
+    return torch.cat([head(z).cpu() for _, z, _ in view.batches(split, batch_size, shard=False)])
 
 
 def _first(split: ImageSplit, count: int) -> ImageSplit:
     return split if len(split) <= count else split.subset(torch.arange(count))
 
 
-__all__ = ["IDENTITY_LABEL", "MetricHead", "identity_metrics", "run_identity_attack"]
+__all__ = ["IDENTITY_LABEL", "IdentityAttack", "IdentityResult", "MetricHead", "identity_metrics",
+           "run_identity_attack"]

@@ -4,21 +4,20 @@ The training split's z (one noisy pass, average-pooled as for the linear probe, 
 the training split's statistics) is the memory; a test sample takes the majority label of its k
 nearest training samples in Euclidean distance (regression: their mean). k is chosen on the
 validation split from :data:`NEIGHBOURS`; the best test score over k is also given, the analogue
-of the paper's best-test-epoch figure.
+of the paper's best-test-epoch figure. The features come from the attacker's view
+(:mod:`noisyarl.attacks.view`), as for every other attacker.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from noisyarl.attacks.common import freeze
+from noisyarl.attacks.base import AttackSettings, LearningCurve, better
 from noisyarl.attacks.features import collect_features, standardise
-from noisyarl.attacks.leakage import LeakageResult
-from noisyarl.data.base import SPLITS, ImageSplit
+from noisyarl.attacks.leakage import LeakageResult, summarise
+from noisyarl.attacks.view import AttackTarget
 from noisyarl.data.tasks import Task
-from noisyarl.runtime import StepContext
 
 #: Candidate neighbour counts (odd, so that binary votes never tie).
 NEIGHBOURS = (1, 5, 15, 45)
@@ -54,49 +53,42 @@ def knn_outputs(
     return torch.cat(outputs)
 
 
-def run_knn_attack(
-    client: nn.Module,
-    splits: dict[str, ImageSplit],
-    task: Task,
-    context: StepContext,
-    *,
-    neighbours: tuple[int, ...] = NEIGHBOURS,
-    batch_size: int = 256,
-) -> LeakageResult:
-    """Fit the k-NN attacker for each k of ``neighbours``; scores as for a trained attacker.
+def run_knn_attack(target: AttackTarget, settings: AttackSettings, *,
+                   neighbours: tuple[int, ...] = NEIGHBOURS) -> LeakageResult:
+    """Fit the k-NN attacker for each k of ``neighbours``; scored like a trained attacker.
 
-    In the returned :class:`LeakageResult` an "epoch" is the 1-based index into ``neighbours``;
-    each history record also names its ``neighbours``.
+    In the result's curve an "epoch" is the 1-based index into ``neighbours`` (each record also
+    names its ``neighbours``); the k with the best validation score is kept, and its test
+    score is averaged over ``settings.noise_draws`` fresh test passes.
     """
-    client = freeze(client)
-    features = {name: collect_features(client, splits[name], context, batch_size=batch_size)
-                for name in SPLITS}
-    train, valid, test = standardise(features["train"], features["valid"], features["test"])
+    view, splits, task = target.view, target.splits, target.task
+    train_features = collect_features(view, splits["train"], batch_size=settings.eval_batch_size)
     train_labels = splits["train"].labels[task.label]
-    history = []
+    memory = standardise(train_features)[0]
+
+    def score(features: torch.Tensor, split_name: str, count: int) -> float:
+        queries = standardise(train_features, features)[1]
+        outputs = knn_outputs(memory, train_labels, queries, task, count)
+        total = task.score_sum(outputs, splits[split_name].labels[task.label])
+        return task.finalize(float(total), len(splits[split_name]))
+
+    def features_of(split_name: str) -> torch.Tensor:
+        return collect_features(view, splits[split_name], batch_size=settings.eval_batch_size)
+
+    valid, test = features_of("valid"), features_of("test")
+    curve = LearningCurve(ceiling=len(neighbours))
     for index, count in enumerate(neighbours, start=1):
-        record = {"epoch": index, "neighbours": count}
-        for name, queries in (("valid", valid), ("test", test)):
-            outputs = knn_outputs(train, train_labels, queries, task, count)
-            total = task.score_sum(outputs, splits[name].labels[task.label])
-            record[name] = task.finalize(float(total), len(splits[name]))
-        history.append(record)
-    return _select(history, task)
-
-
-def _select(history: list[dict], task: Task) -> LeakageResult:
-    def key(name):
-        sign = 1.0 if task.higher_is_better else -1.0
-        return lambda record: sign * record[name]
-
-    best_test = max(history, key=key("test"))
-    best_valid = max(history, key=key("valid"))
-    return LeakageResult(
-        test_best=best_test["test"], test_last=history[-1]["test"],
-        test_at_best_valid=best_valid["test"], valid_best=best_valid["valid"],
-        best_test_epoch=best_test["epoch"], best_valid_epoch=best_valid["epoch"],
-        history=history,
-    )
+        record = {"epoch": index, "neighbours": count, "valid": score(valid, "valid", count),
+                  "test": score(test, "test", count)}
+        curve.records.append(record)
+        if curve.best_epoch == 0 or better(record["valid"], curve.best()["valid"],
+                                           task.higher_is_better):
+            curve.best_epoch = index
+    chosen = int(curve.best()["neighbours"])
+    draws = 1 if view.deterministic else settings.noise_draws
+    scores = [curve.best()["test"]] + [score(features_of("test"), "test", chosen)
+                                       for _ in range(draws - 1)]
+    return summarise("knn", task, curve, scores, splits["test"])
 
 
 __all__ = ["NEIGHBOURS", "knn_outputs", "run_knn_attack"]

@@ -1,120 +1,201 @@
-"""Privacy-leakage attack: a fresh attacker trained on frozen obfuscated features
-(docs/method.md §3).
+"""Privacy-leakage attack: a fresh attacker trained on frozen obfuscated features until its
+validation score stops improving (docs/method.md §3, :mod:`noisyarl.attacks.base`).
 
-The attacker (by default shaped like the defence's proxy adversary) learns the private label from
-``z`` of the training split; its accuracy on the test split is the defence's *privacy* figure
-(lower is better). The paper reports the best test epoch; we report that, the last epoch, and the
-test accuracy at the epoch with the best validation accuracy (honest model selection).
+The attacker learns the private label from ``z`` of the training split. Its headline figure is
+its test score at the best validation epoch, averaged over ``noise_draws`` test passes with
+fresh noise (lower is better: it is the defence's *privacy*). Beside it: the test split's
+majority rate, the advantage over it, whether the attacker beat it at all (an exact binomial
+test; a row that did not is "did not learn"), and the paper's figure (best test epoch of one
+pass, optimistic because it selects on test).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from noisyarl.attacks.common import freeze, obfuscated_batches, reduced_sum, reseed_rank
+from noisyarl.attacks.base import (
+    Attack,
+    AttackResult,
+    AttackSettings,
+    LearningCurve,
+    better,
+    fit_until_plateau,
+)
+from noisyarl.attacks.common import reduced_sum, reseed_rank
+from noisyarl.attacks.view import AttackTarget, ZView
 from noisyarl.data.base import ImageSplit
 from noisyarl.data.tasks import Task
-from noisyarl.runtime import StepContext
+from noisyarl.evaluation.metrics import advantage, beats_chance
 from noisyarl.utils.seeding import PHASE_OFFSETS, epoch_generator
 
 
 @dataclass
-class LeakageResult:
-    """Attacker scores on the private task (accuracy in percent, or MSE for regression).
+class ChanceFigures:
+    """A test score beside its chance level: the split's majority rate (accuracy tasks) or the
+    MSE of predicting the training mean (regression); ``learned``: beat it (exact binomial test
+    for accuracy, a lower MSE for regression); ``advantage``: score − chance (accuracy only)."""
 
-    test_best: best test epoch (the paper's protocol). test_last: last epoch.
-    test_at_best_valid: test score at the epoch with the best validation score.
-    valid_best: that best validation score (used to choose sigma without touching test).
+    chance: float
+    n_test: int
+    learned: bool
+    advantage: float | None
+
+    @classmethod
+    def of(cls, score: float, task: Task, split: ImageSplit) -> ChanceFigures:
+        chance = task.chance_level(split.labels[task.label])
+        if task.higher_is_better:
+            return cls(chance, len(split), beats_chance(score, chance, len(split)),
+                       advantage(score, chance))
+        return cls(chance, len(split), score < chance, None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chance": self.chance, "n_test": self.n_test, "learned": self.learned,
+                "advantage": self.advantage}
+
+
+@dataclass
+class LeakageResult(AttackResult):
+    """One attribute attacker's figures (accuracy in percent, or MSE for regression).
+
+    test: headline, test score at the best validation epoch, mean over ``test_draws``;
+    test_sd: their standard deviation; valid: the best validation score; paper: the best test
+    epoch's score of one pass (the paper's protocol); last: the last epoch's test score;
+    chance: :class:`ChanceFigures` of ``test``.
     """
 
-    test_best: float
-    test_last: float
-    test_at_best_valid: float
-    valid_best: float
-    best_test_epoch: int
-    best_valid_epoch: int
-    history: list[dict[str, float]] = field(default_factory=list)
+    attacker: str
+    metric: str
+    higher_is_better: bool
+    test: float
+    test_sd: float
+    test_draws: list[float]
+    valid: float
+    paper: float
+    paper_epoch: int
+    last: float
+    chance: ChanceFigures = field(metadata={"from_dict": lambda values: ChanceFigures(**values)})
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def cells(self) -> dict[str, Any]:
+        return {
+            "privacy": self.test, "privacy_sd": self.test_sd, "privacy_valid": self.valid,
+            "privacy_paper": self.paper, "privacy_last_epoch": self.last,
+            "privacy_chance": self.chance.chance, "privacy_advantage": self.chance.advantage,
+            "privacy_learned": self.chance.learned, "epochs": self.curve.epochs_run,
+        }
 
 
-def _score(client, attacker, split, task, context, batch_size) -> float:
+def _pass(view: ZView, attacker: nn.Module, split: ImageSplit, task: Task, batch_size: int
+          ) -> tuple[float, float]:
+    """(score, mean loss) of ``attacker`` on one noisy pass over ``split``."""
+    context = view.context
     attacker.eval()
-    total = torch.zeros((), device=context.device)
+    score = torch.zeros((), device=context.device)
+    loss = torch.zeros((), device=context.device)
     with torch.no_grad():
-        for _, z, labels in obfuscated_batches(client, split, batch_size, context):
+        for _, z, labels in view.batches(split, batch_size):
+            target = labels[task.label].to(context.device)
             with context.autocast():
                 outputs = attacker(z)
-            total += task.score_sum(outputs, labels[task.label].to(context.device))
-    return task.finalize(reduced_sum(total, context), len(split))
+            score += task.score_sum(outputs, target)
+            loss += task.loss(outputs, target) * target.shape[0]
+    count = len(split)
+    return (task.finalize(reduced_sum(score, context), count),
+            reduced_sum(loss, context) / max(count, 1))
 
 
-def _better(task: Task, a: float, b: float) -> bool:
-    return a > b if task.higher_is_better else a < b
+def test_draws(view: ZView, attacker: nn.Module, split: ImageSplit, task: Task,
+               settings: AttackSettings) -> list[float]:
+    """The trained attacker's score on ``noise_draws`` noisy passes over ``split`` (one when
+    every pass gives the same z)."""
+    draws = 1 if view.deterministic else settings.noise_draws
+    return [_pass(view, attacker, split, task, settings.eval_batch_size)[0]
+            for _ in range(draws)]
 
 
 def run_leakage_attack(
-    client: nn.Module,
+    view: ZView,
     attacker: nn.Module,
     splits: dict[str, ImageSplit],
     task: Task,
-    context: StepContext,
+    settings: AttackSettings,
     *,
-    epochs: int,
-    lr: float = 1e-3,
-    batch_size: int = 64,
-    eval_batch_size: int = 256,
-    seed: int = 0,
-    progress: bool = True,
+    name: str = "proxy",
 ) -> LeakageResult:
-    """Train ``attacker`` (fresh) on ``client(x)`` of ``splits['train']`` for ``task``.
+    """Train ``attacker`` (fresh, trained in place) on ``view``'s z of ``splits['train']``.
 
-    The client is frozen; its noise stays on. Adam(lr), no schedule. The attack starts from
-    ``seed`` whatever ran before it, so a resumed run repeats it exactly. Under torchrun
-    ``batch_size`` is the global batch, sharded over ranks (see :mod:`.common`).
+    Adam(lr) with the shared plateau schedule and early stopping; the attacker ends in its
+    best-validation state. Starts from ``settings.seed`` whatever ran before (a resumed run
+    repeats it exactly). Under torchrun ``batch_size`` is the global batch, sharded over ranks.
     """
-    torch.manual_seed(seed + PHASE_OFFSETS["leakage"])
-    client = freeze(client)
+    context = view.context
+    phase_seed = settings.seed + PHASE_OFFSETS["leakage"]
+    torch.manual_seed(phase_seed)
     attacker = context.prepare_module(attacker)
-    reseed_rank(seed + PHASE_OFFSETS["leakage"], context)
-    optimizer = torch.optim.Adam(attacker.parameters(), lr=lr)
-    history: list[dict[str, float]] = []
-    for epoch in tqdm(range(1, epochs + 1), desc="leakage attack", disable=not progress,
-                      leave=False):
+    reseed_rank(phase_seed, context)
+    optimizer = torch.optim.Adam(attacker.parameters(), lr=settings.lr, foreach=True)
+    train = splits["train"]
+
+    def train_epoch(epoch: int) -> float:
         attacker.train()
-        generator = epoch_generator(seed, epoch, "leakage")
-        for _, z, labels in obfuscated_batches(client, splits["train"], batch_size, context,
-                                               shuffle=True, generator=generator):
+        total, count = torch.zeros((), device=context.device), 0
+        generator = epoch_generator(settings.seed, epoch, "leakage")
+        for _, z, labels in view.batches(train, settings.batch_size, shuffle=True,
+                                         generator=generator, training=True):
             with context.autocast():
                 loss = task.loss(attacker(z), labels[task.label].to(context.device))
             context.step(loss, optimizer)
-        history.append({
-            "epoch": epoch,
-            "valid": _score(client, attacker, splits["valid"], task, context, eval_batch_size),
-            "test": _score(client, attacker, splits["test"], task, context, eval_batch_size),
-        })
-    return _summarise(history, task)
+            total += loss.detach() * z.shape[0]
+            count += z.shape[0]
+        return float(total) / max(count, 1)
+
+    def validate(epoch: int) -> dict[str, float]:
+        valid, valid_loss = _pass(view, attacker, splits["valid"], task,
+                                  settings.eval_batch_size)
+        test, _ = _pass(view, attacker, splits["test"], task, settings.eval_batch_size)
+        return {"valid": valid, "valid_loss": valid_loss, "test": test}
+
+    curve = fit_until_plateau(attacker, optimizer, train_epoch, validate, settings,
+                              steps_per_epoch=max(len(train) // settings.batch_size, 1),
+                              higher_is_better=task.higher_is_better, desc=f"{name} attacker")
+    return summarise(name, task, curve, test_draws(view, attacker, splits["test"], task, settings),
+                     splits["test"])
 
 
-def _summarise(history: list[dict[str, float]], task: Task) -> LeakageResult:
-    best_test = history[0]
-    best_valid = history[0]
-    for record in history[1:]:
-        if _better(task, record["test"], best_test["test"]):
-            best_test = record
-        if _better(task, record["valid"], best_valid["valid"]):
-            best_valid = record
+def summarise(name: str, task: Task, curve: LearningCurve, draws: list[float],
+              test: ImageSplit) -> LeakageResult:
+    """A :class:`LeakageResult` from a finished curve and the test draws at its best epoch."""
+    paper_record = curve.records[0]
+    for record in curve.records[1:]:
+        if better(record["test"], paper_record["test"], task.higher_is_better):
+            paper_record = record
+    headline = statistics.fmean(draws)
     return LeakageResult(
-        test_best=best_test["test"],
-        test_last=history[-1]["test"],
-        test_at_best_valid=best_valid["test"],
-        valid_best=best_valid["valid"],
-        best_test_epoch=int(best_test["epoch"]),
-        best_valid_epoch=int(best_valid["epoch"]),
-        history=history,
+        attack="leakage", curve=curve, attacker=name, metric=task.metric_name,
+        higher_is_better=task.higher_is_better, test=headline,
+        test_sd=statistics.stdev(draws) if len(draws) > 1 else 0.0, test_draws=list(draws),
+        valid=curve.best()["valid"], paper=paper_record["test"],
+        paper_epoch=int(paper_record["epoch"]), last=curve.records[-1]["test"],
+        chance=ChanceFigures.of(headline, task, test),
     )
+
+
+class LeakageAttack(Attack):
+    """The paper's attack: a fresh copy of the defence's proxy adversary on frozen z."""
+
+    name = "leakage"
+
+    def run(self, target: AttackTarget, settings: AttackSettings) -> LeakageResult:
+        if target.proxy is None or target.task is None:
+            raise ValueError("the leakage attack needs a private task and the defence's proxy")
+        torch.manual_seed(settings.seed)  # the attacker's initial weights
+        attacker = target.proxy(target.task.num_outputs)
+        return run_leakage_attack(target.view, attacker, target.splits, target.task, settings)
+
+
+__all__ = ["ChanceFigures", "LeakageAttack", "LeakageResult", "run_leakage_attack", "summarise",
+           "test_draws"]

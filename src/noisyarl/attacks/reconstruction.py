@@ -1,5 +1,6 @@
 """Reconstruction attack: a decoder trained with MSE to invert the frozen client
-(docs/method.md §3). Scored by PSNR and SSIM with data_range 1 on the test split.
+(docs/method.md §3), trained until its validation MSE stops improving. Scored by PSNR and
+SSIM with data_range 1 on the test split, beside the mean-training-image baseline.
 
 The decoder takes the layout of ``z`` from the client itself: a feature map [B, C, h, w], or a
 vector [B, D] (e.g. MaxEnt-ARL's embedding) that it first lifts to a map with a linear layer.
@@ -11,112 +12,150 @@ safetensors (no code runs on load), its shape in the file's metadata, written at
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
-from noisyarl.attacks.common import freeze, obfuscated_batches, reduced_sum, reseed_rank
+from noisyarl.attacks.base import (
+    Attack,
+    AttackResult,
+    AttackSettings,
+    fit_until_plateau,
+    not_in_json,
+)
+from noisyarl.attacks.common import reduced_sum, reseed_rank
+from noisyarl.attacks.view import AttackTarget, ZView
 from noisyarl.data.base import ImageSplit
-from noisyarl.evaluation.metrics import psnr, ssim
+from noisyarl.evaluation.metrics import ImageScores, mean_image_baseline, psnr, ssim
 from noisyarl.models import ReconstructionDecoder
-from noisyarl.runtime import StepContext
 from noisyarl.runtime.distributed import all_reduce_sum
 from noisyarl.utils.io import atomic_write_bytes
 from noisyarl.utils.seeding import PHASE_OFFSETS, epoch_generator
 
 
 @dataclass
-class ReconstructionResult:
-    """Test-split figures of the decoder: mean per-batch PSNR (dB), SSIM and MSE on [0, 1] images.
+class ReconstructionResult(AttackResult):
+    """Test-split figures of the decoder on [0, 1] images, at its best validation epoch and
+    averaged over ``noise_draws`` test passes: mean per-batch PSNR (dB, data_range 1), SSIM
+    and MSE; ``psnr_sd``: their spread over the passes. ``baseline``: the same figures of the
+    trivial attack that predicts the mean training image for every test image; ``learned``:
+    the decoder's PSNR beats it.
 
-    examples: the first ``num_examples`` test images [n, 3, S, S] and their reconstructions.
+    originals / reconstructions: the first ``num_examples`` test images [n, 3, S, S] and their
+    reconstructions; ``decoder``: the trained decoder (:func:`save_decoder`). None of the
+    three is in :meth:`to_dict`.
     """
 
     psnr: float
     ssim: float
     mse: float
-    history: list[dict[str, float]] = field(default_factory=list)
-    originals: torch.Tensor | None = None
-    reconstructions: torch.Tensor | None = None
-    #: The trained decoder, for saving with the run (:func:`save_decoder`); not in ``to_dict``.
-    decoder: ReconstructionDecoder | None = field(default=None, repr=False, compare=False)
+    psnr_sd: float
+    baseline: ImageScores = field(metadata={"from_dict": lambda values: ImageScores(**values)})
+    learned: bool
+    originals: torch.Tensor | None = not_in_json()
+    reconstructions: torch.Tensor | None = not_in_json()
+    decoder: ReconstructionDecoder | None = not_in_json()
 
-    def to_dict(self) -> dict:
-        """The scores and history as JSON values (without the examples and the decoder)."""
-        return {"psnr": self.psnr, "ssim": self.ssim, "mse": self.mse,
-                "history": [dict(entry) for entry in self.history]}
+    def cells(self) -> dict[str, Any]:
+        return {"psnr": self.psnr, "ssim": self.ssim, "psnr_sd": self.psnr_sd,
+                "psnr_baseline": self.baseline.psnr, "ssim_baseline": self.baseline.ssim,
+                "reconstruction_learned": self.learned, "epochs": self.curve.epochs_run}
 
 
 def run_reconstruction_attack(
-    client: nn.Module,
+    view: ZView,
     splits: dict[str, ImageSplit],
-    context: StepContext,
+    settings: AttackSettings,
     *,
     image_size: int,
-    epochs: int,
-    lr: float = 1e-3,
-    batch_size: int = 64,
-    eval_batch_size: int = 256,
-    seed: int = 0,
     num_examples: int = 8,
-    progress: bool = True,
 ) -> ReconstructionResult:
-    """Train a fresh :class:`ReconstructionDecoder` on ``z = client(x)`` of the training split.
+    """Train a fresh :class:`ReconstructionDecoder` on ``view``'s z of the training split until
+    its validation MSE stops improving (:func:`~noisyarl.attacks.base.fit_until_plateau`).
 
-    Starts from ``seed`` whatever ran before it (a resumed run repeats it exactly). Under
-    torchrun ``batch_size`` is the global batch, sharded over ranks; the scores are summed over
-    ranks and the examples are rank 0's first test images (the split's first rows).
+    Starts from ``settings.seed`` whatever ran before it (a resumed run repeats it exactly).
+    Under torchrun ``batch_size`` is the global batch, sharded over ranks; the scores are summed
+    over ranks and the examples are rank 0's first test images (the split's first rows).
     """
-    torch.manual_seed(seed + PHASE_OFFSETS["reconstruction"])
-    client = freeze(client)
-    z_shape = _z_shape(client, splits["train"], context)
+    context = view.context
+    phase_seed = settings.seed + PHASE_OFFSETS["reconstruction"]
+    torch.manual_seed(phase_seed)
+    z_shape = _checked_z_shape(view, splits["train"])
     decoder = context.prepare_module(ReconstructionDecoder(z_shape, image_size))
-    reseed_rank(seed + PHASE_OFFSETS["reconstruction"], context)
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
-    history = []
-    for epoch in tqdm(range(1, epochs + 1), desc="reconstruction attack", disable=not progress,
-                      leave=False):
+    reseed_rank(phase_seed, context)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=settings.lr, foreach=True)
+    train = splits["train"]
+
+    def train_epoch(epoch: int) -> float:
         decoder.train()
-        generator = epoch_generator(seed, epoch, "reconstruction")
+        generator = epoch_generator(settings.seed, epoch, "reconstruction")
         total, count = torch.zeros((), device=context.device), 0
-        for images, z, _ in obfuscated_batches(client, splits["train"], batch_size, context,
-                                               shuffle=True, generator=generator):
+        for images, z, _ in view.batches(train, settings.batch_size, shuffle=True,
+                                         generator=generator, training=True):
             with context.autocast():
                 loss = F.mse_loss(decoder(z).float(), images.float())
             context.step(loss, optimizer)
             total += loss.detach() * images.shape[0]
             count += images.shape[0]
         count = int(reduced_sum(torch.tensor(float(count)), context))
-        history.append({"epoch": epoch, "train_mse": reduced_sum(total, context) / max(count, 1)})
-    result = _score(client, decoder, splits["test"], context, eval_batch_size, num_examples,
-                    history)
-    result.decoder = decoder
-    return result
+        return reduced_sum(total, context) / max(count, 1)
+
+    def validate(epoch: int) -> dict[str, float]:
+        mse = _score(view, decoder, splits["valid"], settings.eval_batch_size, 0).mse
+        return {"valid": mse, "valid_loss": mse}
+
+    curve = fit_until_plateau(decoder, optimizer, train_epoch, validate, settings,
+                              steps_per_epoch=max(len(train) // settings.batch_size, 1),
+                              higher_is_better=False, desc="reconstruction attack")
+    draws = [_score(view, decoder, splits["test"], settings.eval_batch_size, num_examples)
+             for _ in range(1 if view.deterministic else settings.noise_draws)]
+    baseline = mean_image_baseline(train.images, splits["test"].images,
+                                   batch_size=settings.eval_batch_size)
+    psnrs = [draw.psnr for draw in draws]
+    return ReconstructionResult(
+        attack="reconstruction", curve=curve, psnr=statistics.fmean(psnrs),
+        ssim=statistics.fmean(draw.ssim for draw in draws),
+        mse=statistics.fmean(draw.mse for draw in draws),
+        psnr_sd=statistics.stdev(psnrs) if len(psnrs) > 1 else 0.0, baseline=baseline,
+        learned=statistics.fmean(psnrs) > baseline.psnr, originals=draws[0].originals,
+        reconstructions=draws[0].reconstructions, decoder=decoder,
+    )
 
 
-def _z_shape(client: nn.Module, split: ImageSplit, context: StepContext) -> tuple[int, ...]:
+def _checked_z_shape(view: ZView, split: ImageSplit) -> tuple[int, ...]:
     """Shape of one sample of ``z``: (C, h, w) for a feature map or (D,) for a vector."""
-    _, z, _ = next(obfuscated_batches(client, split.subset(torch.arange(1)), 1, context,
-                                      shard=False))
-    if z.dim() not in (2, 4):
+    shape = view.z_shape(split)
+    if len(shape) not in (1, 3):
         raise ValueError(
-            f"the reconstruction decoder needs z of shape [B, C, H, W] or [B, D], got {z.shape}"
-        )
-    return tuple(int(size) for size in z.shape[1:])
+            f"the reconstruction decoder needs z of shape [B, C, H, W] or [B, D], got {shape}")
+    return shape
+
+
+@dataclass
+class _Pass:
+    psnr: float
+    ssim: float
+    mse: float
+    originals: torch.Tensor | None
+    reconstructions: torch.Tensor | None
 
 
 @torch.no_grad()
-def _score(client, decoder, split, context, batch_size, num_examples, history):
+def _score(view: ZView, decoder: nn.Module, split: ImageSplit, batch_size: int,
+           num_examples: int) -> _Pass:
+    """One noisy pass of the decoder over ``split``: figures weighted by batch size."""
+    context = view.context
     decoder.eval()
     sums = torch.zeros(3, dtype=torch.float64)  # psnr, ssim, mse, each times the batch size
     originals = reconstructions = None
-    for images, z, _ in obfuscated_batches(client, split, batch_size, context):
+    for images, z, _ in view.batches(split, batch_size):
         if images.shape[0] == 0:  # an empty shard of a small final batch (torchrun)
             continue
         with context.autocast():
@@ -125,15 +164,23 @@ def _score(client, decoder, split, context, batch_size, num_examples, history):
         weight = images.shape[0]
         sums += torch.tensor([psnr(output, images), ssim(output, images),
                               float(F.mse_loss(output, images))], dtype=torch.float64) * weight
-        if originals is None:
+        if originals is None and num_examples:
             originals = images[:num_examples].cpu()
             reconstructions = output[:num_examples].clamp(0, 1).cpu()
     n = len(split)
     psnr_sum, ssim_sum, mse_sum = all_reduce_sum(sums, context.distributed).tolist()
-    return ReconstructionResult(
-        psnr=psnr_sum / n, ssim=ssim_sum / n, mse=mse_sum / n, history=history,
-        originals=originals, reconstructions=reconstructions,
-    )
+    return _Pass(psnr_sum / n, ssim_sum / n, mse_sum / n, originals, reconstructions)
+
+
+class ReconstructionAttack(Attack):
+    """The learned decoder of docs/method.md §3, scored against the mean-image baseline."""
+
+    name = "reconstruction"
+    needs_task = False
+
+    def run(self, target: AttackTarget, settings: AttackSettings) -> ReconstructionResult:
+        return run_reconstruction_attack(target.view, target.splits, settings,
+                                         image_size=target.image_size)
 
 
 #: Where a run keeps its decoder, relative to the run directory: the user-study kit
@@ -172,7 +219,10 @@ def load_decoder(run_dir: str | Path) -> ReconstructionDecoder | None:
         state = {name: handle.get_tensor(name) for name in handle.keys()}
     decoder = ReconstructionDecoder(tuple(json.loads(metadata["z_shape"])),
                                     int(metadata["image_size"]))
-    decoder.load_state_dict(state)
+    try:
+        decoder.load_state_dict(state)
+    except RuntimeError:  # saved with an older decoder layout: callers retrain it
+        return None
     return decoder.eval()
 
 

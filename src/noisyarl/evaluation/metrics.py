@@ -1,11 +1,14 @@
-"""Evaluation metrics: the privacy-utility gap, image similarity, Cramér's V, ROC AUC and
-re-identification rate.
+"""Evaluation metrics: the privacy-utility gap, chance baselines, image similarity, Cramér's V,
+ROC AUC and re-identification rate.
 
 All functions are pure: they read tensors (or arrays) and return Python numbers.
 
 Conventions
 -----------
 * :func:`privacy_utility_delta` takes accuracies in **percent**, as in the paper's tables.
+* Chance is the floor (docs/method.md §7): an accuracy is read beside its split's majority rate
+  (:func:`advantage`, :func:`beats_chance`, :func:`normalised_delta`), a reconstruction score
+  beside the mean-image baseline (:func:`mean_image_baseline`).
 * Images are float tensors [N, C, H, W] with values in [0, 1] and ``data_range = 1``. Values
   outside [0, 1] (beyond :data:`RANGE_TOLERANCE`) raise ``ValueError`` so that 0-255 images
   are never scored as if they were [0, 1] images.
@@ -14,6 +17,8 @@ Conventions
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -39,6 +44,102 @@ def privacy_utility_delta(utility_acc_pct: float, privacy_acc_pct: float) -> flo
     30.42
     """
     return float(utility_acc_pct) - float(privacy_acc_pct)
+
+
+def advantage(score: float, chance: float) -> float:
+    """Advantage over chance: ``score − chance`` in percentage points (both in percent).
+
+    >>> round(advantage(61.5, 50.0), 2)
+    11.5
+    """
+    return float(score) - float(chance)
+
+
+def beats_chance(score: float, chance: float, n: int, *, alpha: float = 0.05) -> bool:
+    """Whether accuracy ``score`` is significantly above the majority rate ``chance``.
+
+    One-sided exact binomial test of H0 "the true accuracy is at most ``chance``": with
+    ``k = round(score · n / 100)`` correct answers out of ``n`` test samples, H0 is rejected when
+    ``P(X ≥ k) ≤ alpha`` for ``X ~ Binomial(n, chance / 100)``, i.e. when ``k`` lies above the
+    ``1 − alpha`` quantile of that distribution. An observed accuracy at or below chance never
+    beats it (so a constant predictor, ``score == chance``, does not); neither does any score when
+    ``chance`` is 100 or ``n`` is 0.
+
+    Args:
+        score: accuracy in percent, in [0, 100].
+        chance: the split's majority rate in percent, in [0, 100].
+        n: number of test samples (≥ 0).
+        alpha: significance level in (0, 1).
+
+    >>> beats_chance(55.0, 50.0, 1000), beats_chance(55.0, 50.0, 100)
+    (True, False)
+    >>> beats_chance(50.0, 50.0, 10**6)
+    False
+    """
+    _check_percent("score", score)
+    _check_percent("chance", chance)
+    if n < 0 or not 0 < alpha < 1:
+        raise ValueError(f"need n >= 0 and 0 < alpha < 1, got n = {n}, alpha = {alpha}")
+    correct = round(float(score) * n / 100)
+    if n == 0 or chance >= 100 or correct <= float(chance) * n / 100:
+        return False
+    return binomial_upper_tail(correct, n, float(chance) / 100) <= alpha
+
+
+def binomial_upper_tail(k: int, n: int, p: float) -> float:
+    """``P(X ≥ k)`` for ``X ~ Binomial(n, p)``, summed exactly from log-gamma pmf terms.
+
+    >>> round(binomial_upper_tail(2, 3, 0.5), 6)  # (3 + 1) / 8
+    0.5
+    """
+    if k <= 0:
+        return 1.0
+    if k > n or p <= 0:
+        return 0.0
+    if p >= 1:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_n = math.lgamma(n + 1)
+    terms = [log_n - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+             for i in range(k, n + 1)]
+    peak = max(terms)
+    # Factor out the largest term so the sum neither underflows nor loses the small terms.
+    return min(1.0, math.exp(peak) * math.fsum(math.exp(t - peak) for t in terms))
+
+
+def normalised_delta(
+    utility: float, utility_chance: float, privacy: float, privacy_chance: float
+) -> float | None:
+    """Δ normalised by chance, in points (all arguments in percent):
+
+    ``100 · [(U − U0) / (100 − U0) − (P − P0) / (100 − P0)]``
+
+    the share of the possible gain over chance that the utility head ``U`` reaches, minus the
+    share that the attacker ``P`` reaches (``U0``, ``P0``: the splits' majority rates). 100 means
+    perfect utility with the attacker at chance, 0 the same relative gain for both, −100 a
+    utility head at chance and a perfect attacker. Scores below chance give negative shares.
+
+    Returns ``None`` when ``U0`` or ``P0`` is 100: a split with a single label leaves no gain to
+    share, and the ratio is undefined.
+
+    >>> normalised_delta(100.0, 50.0, 50.0, 50.0)
+    100.0
+    >>> normalised_delta(75.0, 50.0, 60.0, 20.0)
+    0.0
+    """
+    for name, value in (("utility", utility), ("utility_chance", utility_chance),
+                        ("privacy", privacy), ("privacy_chance", privacy_chance)):
+        _check_percent(name, value)
+    if utility_chance >= 100 or privacy_chance >= 100:
+        return None
+    utility_share = (utility - utility_chance) / (100.0 - utility_chance)
+    privacy_share = (privacy - privacy_chance) / (100.0 - privacy_chance)
+    return 100.0 * (utility_share - privacy_share)
+
+
+def _check_percent(name: str, value: float) -> None:
+    if not 0 <= value <= 100:
+        raise ValueError(f"{name} must be a percentage in [0, 100], got {value}")
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -105,6 +206,103 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> float | None:
         return None
     value = multiscale_structural_similarity_index_measure(x, y, data_range=1.0)
     return float(value)
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """Reconstruction scores over a test split: mean per-image PSNR (dB), mean SSIM and mean
+    squared error (on [0, 1] images, data_range = 1)."""
+
+    psnr: float
+    ssim: float
+    mse: float
+
+
+def image_scores(outputs: torch.Tensor, targets: torch.Tensor,
+                 batch_size: int = 256) -> ImageScores:
+    """PSNR, SSIM and MSE of ``outputs`` against ``targets``, computed batch by batch.
+
+    Each batch is scored with :func:`psnr` and :func:`ssim` (batch means of per-image values) and
+    the batch means are averaged weighting each batch by its size, so PSNR and SSIM are means of
+    per-image values over the whole split, whatever ``batch_size`` is (PSNR is *not* computed
+    from the split's pooled MSE). ``inf`` PSNR if any pair is identical.
+
+    Args:
+        outputs, targets: float [N, 3, S, S] images in [0, 1], N ≥ 1, S ≥ 6.
+        batch_size: images per batch (memory only; the result does not depend on it).
+    """
+    if outputs.shape != targets.shape or outputs.dim() != 4:
+        raise ValueError(f"expected two [N, C, H, W] images of one shape, got "
+                         f"{tuple(outputs.shape)}, {tuple(targets.shape)}")
+    starts = range(0, int(outputs.shape[0]), batch_size)
+    return _batched_scores((outputs[i:i + batch_size], targets[i:i + batch_size])
+                           for i in starts)
+
+
+def mean_image_baseline(train_images: torch.Tensor, test_images: torch.Tensor,
+                        batch_size: int = 256) -> ImageScores:
+    """Scores of the trivial reconstruction attack: the mean training image for every test image.
+
+    A learned decoder whose PSNR does not beat this baseline did not learn.
+
+    Args:
+        train_images: [N, 3, S, S], uint8 in 0..255 (divided by 255) or float in [0, 1].
+        test_images: [M, 3, S, S], likewise.
+        batch_size: images converted to float at a time; the mean is accumulated in float64
+            chunk by chunk, so no float copy of the whole split is made.
+
+    >>> train = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 8, 8)
+    >>> round(mean_image_baseline(train, train).mse, 4)  # predicts 0.5 for both: error 0.5²
+    0.25
+    """
+    if train_images.dim() != 4 or train_images.shape[1:] != test_images.shape[1:]:
+        raise ValueError(f"expected [N, C, H, W] train and test images of one image shape, got "
+                         f"{tuple(train_images.shape)}, {tuple(test_images.shape)}")
+    if train_images.shape[0] == 0:
+        raise ValueError("the mean image of an empty training split is undefined")
+    mean = _mean_image(train_images, batch_size).float()
+
+    def pairs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, int(test_images.shape[0]), batch_size):
+            target = _unit_float(test_images[start:start + batch_size], torch.float32)
+            yield mean.expand_as(target), target
+
+    return _batched_scores(pairs())
+
+
+def _mean_image(images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Float64 mean [C, H, W] in [0, 1] of images [N, C, H, W], accumulated chunk by chunk."""
+    total = torch.zeros(images.shape[1:], dtype=torch.float64, device=images.device)
+    for start in range(0, int(images.shape[0]), batch_size):
+        total += _unit_float(images[start:start + batch_size], torch.float64).sum(dim=0)
+    return total / images.shape[0]
+
+
+def _unit_float(images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 images (0..255) divided by 255, or float images (in [0, 1]), as ``dtype``."""
+    if images.dtype == torch.uint8:
+        return images.to(dtype) / 255.0
+    if not images.is_floating_point():
+        raise ValueError(f"images must be uint8 (0..255) or float in [0, 1], got {images.dtype}")
+    images = images.detach().to(dtype)
+    if images.numel() and not (float(images.min()) >= -RANGE_TOLERANCE
+                               and float(images.max()) <= 1 + RANGE_TOLERANCE):
+        raise ValueError("float images must lie in [0, 1] (pass 0-255 images as uint8)")
+    return images
+
+
+def _batched_scores(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> ImageScores:
+    """Batch-size-weighted means of per-batch PSNR, SSIM and MSE over (output, target) batches."""
+    sums, count = [0.0, 0.0, 0.0], 0
+    for output, target in batches:
+        size = int(output.shape[0])
+        x, y = _checked_images(output, target)
+        batch = (psnr(x, y), ssim(x, y), float(torch.mean((x.double() - y.double()) ** 2)))
+        sums = [total + size * value for total, value in zip(sums, batch, strict=True)]
+        count += size
+    if count == 0:
+        raise ValueError("no images to score")
+    return ImageScores(*(total / count for total in sums))
 
 
 def cramers_v(a, b) -> float:
@@ -266,9 +464,16 @@ def _checked_images(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tor
 __all__ = [
     "MS_SSIM_MIN_SIZE",
     "RANGE_TOLERANCE",
+    "ImageScores",
+    "advantage",
+    "beats_chance",
+    "binomial_upper_tail",
     "contingency_table",
     "cramers_v",
+    "image_scores",
+    "mean_image_baseline",
     "ms_ssim",
+    "normalised_delta",
     "privacy_utility_delta",
     "psnr",
     "roc_auc",

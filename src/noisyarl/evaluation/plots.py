@@ -1,4 +1,5 @@
-"""PNG figures for reports: reconstruction grids, privacy-utility scatter, σ sweep.
+"""PNG figures for reports: reconstruction grids, privacy-utility scatter, σ sweep, learning
+curves.
 
 Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot, no display, no
 global state) and written atomically. Sizes are fixed by the arguments, so the pixel size of
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from noisyarl.utils.io import atomic_write_bytes
 
@@ -34,6 +37,16 @@ _SWEEP_SERIES = (
     ("privacy", "privacy ↓", "tab:red", "s"),
     ("delta", "Δ = utility − privacy ↑", "tab:green", "^"),
 )
+
+#: Score series of a learning curve: (record key, legend label, colour, marker).
+_SCORE_SERIES = (("valid", "validation", "tab:blue", "o"), ("test", "test", "tab:orange", "s"))
+
+#: Loss series of a learning curve, on the second y-axis: (record key, legend label, colour).
+_LOSS_SERIES = (("train_loss", "train loss", "tab:red"), ("valid_loss", "validation loss",
+                                                          "tab:purple"))
+
+#: Titles longer than this many characters are wrapped onto several lines.
+TITLE_WRAP = 60
 
 
 def save_image_grid(
@@ -138,6 +151,87 @@ def plot_sigma_sweep(
     return _save_png(figure, path)
 
 
+def plot_learning_curve(
+    history: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    title: str,
+    score_name: str,
+    chance: float | None = None,
+    chance_label: str = "chance (majority rate)",
+    best_epoch: int | None = None,
+    higher_is_better: bool = True,
+) -> Path:
+    """Score per epoch of a trained model (attacker, decoder, utility head), with its floor.
+
+    Args:
+        history: one record per epoch with ``epoch`` and ``valid`` (the validation score), and
+            optionally ``test`` (score), ``train_loss`` and ``valid_loss``; missing or
+            non-finite values are skipped. Other keys (``lr``) are not drawn.
+        path: PNG file to write (:data:`CHART_INCHES` at :data:`CHART_DPI`).
+        title: figure title (wrapped when long). score_name: y-axis label, e.g.
+            ``"attacker accuracy (%)"`` or ``"PSNR (dB)"``; an arrow marks the better direction
+            (``higher_is_better``).
+        chance, chance_label: the floor, drawn as a dashed horizontal line, e.g. the majority
+            rate or ``chance_label="mean-image baseline"`` for a PSNR; none when ``None``.
+        best_epoch: marked by a dotted vertical line labelled "best validation epoch".
+
+    Scores use the left y-axis, losses the right one; one legend below the plot lists both, so it
+    never covers the curves. Returns ``path``.
+    """
+    records = sorted((row for row in history if _finite(row.get("epoch"))),
+                     key=lambda row: float(row["epoch"]))
+    if not any(_finite(row.get("valid")) for row in records):
+        raise ValueError("no history record has both an epoch and a validation score")
+    figure = Figure(figsize=CHART_INCHES, dpi=CHART_DPI)
+    ax = figure.subplots()
+    for key, label, colour, marker in _SCORE_SERIES:
+        _plot_epoch_series(ax, records, key, label, colour, marker=marker)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle="--", linewidth=1.2, label=chance_label)
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="tab:green", linestyle=":", linewidth=1.5,
+                   label="best validation epoch")
+    handles = _loss_axis(ax, records)
+    _label_learning_curve(ax, handles, title, score_name, higher_is_better)
+    figure.tight_layout()
+    return _save_png(figure, path)
+
+
+def _plot_epoch_series(ax: Axes, records, key, label, colour, **style) -> list:
+    points = [(float(row["epoch"]), float(row[key])) for row in records if _finite(row.get(key))]
+    if not points:
+        return []
+    xs, ys = zip(*points, strict=True)
+    return ax.plot(xs, ys, color=colour, label=label, markersize=4, **style)
+
+
+def _loss_axis(ax: Axes, records) -> list:
+    """Draw the losses on a twin y-axis (only if any are present); return their line handles."""
+    if not any(_finite(row.get(key)) for row in records for key, _, _ in _LOSS_SERIES):
+        return []
+    loss_ax = ax.twinx()
+    lines = [line for key, label, colour in _LOSS_SERIES
+             for line in _plot_epoch_series(loss_ax, records, key, label, colour,
+                                            linewidth=1, alpha=0.7)]
+    loss_ax.set_ylabel("loss (thin lines)")
+    return lines
+
+
+def _label_learning_curve(ax: Axes, loss_handles: list, title: str, score_name: str,
+                          higher_is_better: bool) -> None:
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{score_name} {'↑' if higher_is_better else '↓'}")
+    ax.set_title(textwrap.fill(title, TITLE_WRAP))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    handles += loss_handles
+    labels += [line.get_label() for line in loss_handles]
+    ax.legend(handles, labels, fontsize=8, ncol=3, loc="upper center",
+              bbox_to_anchor=(0.5, -0.16), frameon=False)
+
+
 def _plot_sweep_series(ax: Axes, rows, key, label, colour, marker, zero_x) -> None:
     zero = [row[key] for row in rows if float(row["sigma"]) == 0 and _finite(row.get(key))]
     points = [(float(row["sigma"]), row[key]) for row in rows
@@ -196,6 +290,8 @@ __all__ = [
     "CHART_DPI",
     "CHART_INCHES",
     "GRID_LABEL_INCHES",
+    "TITLE_WRAP",
+    "plot_learning_curve",
     "plot_privacy_utility",
     "plot_sigma_sweep",
     "save_image_grid",

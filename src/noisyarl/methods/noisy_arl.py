@@ -25,12 +25,17 @@ from noisyarl.runtime import StepContext
 class NoisyARLParams:
     """lambda_adv: weight of the adversary's loss in the client's objective (paper: 0.01).
     lr, beta1, beta2: Adam settings for client, utility head and adversary (paper: 1e-3, 0.9,
-    0.999)."""
+    0.999).
+    normalize: rescale h per sample to unit RMS before the noise, so that σ means the same
+    across datasets, splits and training lengths (``method.params.normalize: true``; off by
+    default, the paper's method; docs/method.md §2).
+    """
 
     lambda_adv: float = 0.01
     lr: float = 1e-3
     beta1: float = 0.9
     beta2: float = 0.999
+    normalize: bool = False
 
     def __post_init__(self) -> None:
         if self.lambda_adv < 0:
@@ -54,7 +59,7 @@ class NoisyARL(Defence):
 
     def __init__(self, spec: DefenceSpec) -> None:
         super().__init__(spec)
-        noise = GaussianNoise(spec.sigma, enabled=spec.noise)
+        noise = GaussianNoise(spec.sigma, enabled=spec.noise, normalize=spec.params.normalize)
         self.client = Obfuscator(resnet18_prefix(spec.split, spec.cifar_stem), noise)
         self.utility_head = resnet18_suffix(spec.split, spec.utility.num_outputs, spec.cifar_stem)
         self.adversary = resnet18_suffix(spec.split, spec.private.num_outputs, spec.cifar_stem)

@@ -4,6 +4,18 @@ The transmitted ``z`` is either a feature map [B, C, h, w] (noisy ARL, DISCO, De
 vector [B, D] (MaxEnt-ARL's 128-d embedding). A vector is first lifted by a learned linear layer
 to a small map [B, 128, 4, 4]; from there both layouts take the same path, so an attacker on a
 vector ``z`` learns to reconstruct from it rather than seeing nothing.
+
+Layout, as in the authors' code (S = image side):
+
+1. ``lift``: identity for a map, linear + BN + ReLU to [B, 128, 4, 4] for a vector;
+2. bilinear resize to S/2 x S/2 (rounded down, at least 1);
+3. ``blocks``: three 3x3 stride-1 transposed convolutions + BN + ReLU, widths 128, 128, 64;
+4. bilinear resize to S x S (x2; for an odd S, from the rounded-down half);
+5. ``full_size``: a 3x3 convolution to 64 channels + BN + ReLU at full size;
+6. ``head``: a 3x3 convolution to 3 channels, then a sigmoid, so images lie in [0, 1].
+
+Checkpoints of the earlier, narrower layout (widths 32..128, no ``full_size`` block) do not load
+into this one.
 """
 
 from __future__ import annotations
@@ -16,6 +28,12 @@ from torch.nn import functional as F
 #: (project's choice: the width of the first decoder block on a small grid).
 VECTOR_MAP_CHANNELS = 128
 VECTOR_MAP_SIDE = 4
+
+#: Widths of the three transposed-convolution blocks at S/2 (the authors' layout).
+BLOCK_WIDTHS = (128, 128, 64)
+
+#: Channels of the 3x3 convolution at full size, before the output convolution.
+FULL_SIZE_CHANNELS = 64
 
 
 def _vector_lift(dim: int) -> nn.Sequential:
@@ -36,17 +54,22 @@ class ReconstructionDecoder(nn.Module):
     feature map or ``(D,)`` for a vector. A bare int ``C`` means a feature map of ``C`` channels.
     A vector is lifted to [B, 128, 4, 4] by a linear layer (+ BN + ReLU). Then: bilinear
     upsampling to S/2, three transposed-convolution + BN + ReLU blocks (stride 1, so the size
-    stays S/2), upsampling x2 to S, a final 3x3 convolution and a sigmoid.
+    stays S/2; ``widths``, by default 128, 128, 64), upsampling x2 to S, a 3x3 convolution to 64
+    channels + BN + ReLU (``full_size``), a final 3x3 convolution to 3 channels (``head``) and a
+    sigmoid.
 
-    >>> ReconstructionDecoder((16,), image_size=8).eval()(torch.zeros(2, 16)).shape
+    >>> decoder = ReconstructionDecoder((16,), image_size=8).eval()
+    >>> decoder(torch.zeros(2, 16)).shape
     torch.Size([2, 3, 8, 8])
+    >>> ReconstructionDecoder((64, 8, 8), image_size=33).eval()(torch.zeros(1, 64, 8, 8)).shape
+    torch.Size([1, 3, 33, 33])
     """
 
     def __init__(
         self,
         z_shape: int | tuple[int, ...],
         image_size: int,
-        widths: tuple[int, ...] = (128, 64, 32),
+        widths: tuple[int, ...] = BLOCK_WIDTHS,
     ) -> None:
         super().__init__()
         self.image_size = image_size
@@ -60,7 +83,12 @@ class ReconstructionDecoder(nn.Module):
             ]
             channels = width
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Conv2d(channels, 3, kernel_size=3, padding=1)
+        self.full_size = nn.Sequential(
+            nn.Conv2d(channels, FULL_SIZE_CHANNELS, kernel_size=3, padding=1),
+            nn.BatchNorm2d(FULL_SIZE_CHANNELS),
+            nn.ReLU(inplace=True),
+        )
+        self.head = nn.Conv2d(FULL_SIZE_CHANNELS, 3, kernel_size=3, padding=1)
 
     def _input_stage(self, z_shape: int | tuple[int, ...]) -> tuple[nn.Module, int]:
         """The module that turns ``z`` into a feature map, and that map's channel count.
@@ -80,7 +108,8 @@ class ReconstructionDecoder(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z [B, C, h, w] or [B, D] (as given to the constructor) -> images [B, 3, S, S]."""
+        """z [B, C, h, w] or [B, D] (as given to the constructor) -> images [B, 3, S, S] in
+        [0, 1]."""
         if z.dim() != self.z_dims:
             raise ValueError(f"this decoder takes z with {self.z_dims} dimensions, got {z.shape}")
         half = max(self.image_size // 2, 1)
@@ -88,4 +117,4 @@ class ReconstructionDecoder(nn.Module):
         x = self.blocks(x)
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
                           align_corners=False)
-        return torch.sigmoid(self.head(x))
+        return torch.sigmoid(self.head(self.full_size(x)))

@@ -3,8 +3,10 @@
 A comparison config is an experiment config with a ``compare`` list; each entry names a row
 label and the ``method`` that replaces the config's own. Every row is a full experiment
 (training, leakage and reconstruction attacks, client cost) in ``OUT/runs/<run name>``; the
-comparison writes ``table.md`` and ``table.csv`` (Privacy ↓, Utility ↑, Δ ↑, client GFLOPs,
-parameters, bytes sent, PSNR, SSIM), ``privacy_utility.png`` (one point per method),
+comparison writes ``table.md`` and ``table.csv`` (the rows of
+:meth:`noisyarl.runners.result.RunResult.row`: utility, privacy and their chance levels,
+advantage, Δ, PSNR and SSIM beside their mean-image baselines, status, then the client's GFLOPs,
+parameters and bytes sent), ``privacy_utility.png`` (one point per method),
 ``reconstructions.png`` (originals over every defence's reconstructions) and ``report.md``.
 """
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from noisyarl.attacks.suite import WORST_CASE_COLUMNS
 from noisyarl.builders import load_data, resolve_tasks
 from noisyarl.config import ConfigError, ExperimentConfig
 from noisyarl.data.base import ImageSplit
@@ -26,23 +27,14 @@ from noisyarl.evaluation.report import (
     write_csv,
     write_report,
 )
-from noisyarl.methods import METHODS
 from noisyarl.runners.experiment import run_experiment, save_reconstruction_grid
+from noisyarl.runners.result import COMPARE_COLUMNS, DEFINITIONS, RunResult, table_columns
 from noisyarl.runtime import resolve_device
 from noisyarl.runtime.distributed import current_env
 from noisyarl.utils.io import atomic_write_text
 
-TABLE_COLUMNS: list[Column] = [
-    ("method", "method", "{}"),
-    ("privacy", "Privacy ↓", "{:.2f}"),
-    ("utility", "Utility ↑", "{:.2f}"),
-    ("delta", "Δ ↑ (pp)", "{:.2f}"),
-    ("client_gflops", "client GFLOPs", "{:.3f}"),
-    ("client_params_m", "client params (M)", "{:.3f}"),
-    ("z_kib", "z sent (KiB)", "{:.1f}"),
-    ("psnr", "PSNR (dB)", "{:.2f}"),
-    ("ssim", "SSIM", "{:.3f}"),
-]
+#: The comparison table's columns (:data:`noisyarl.runners.result.COMPARE_COLUMNS`).
+TABLE_COLUMNS: list[Column] = COMPARE_COLUMNS
 
 
 def comparison_configs(config: ExperimentConfig) -> list[tuple[str, ExperimentConfig]]:
@@ -82,41 +74,11 @@ def check_before_decoding(config: ExperimentConfig, run_dirs: list[Path], result
 
 
 def table_row(label: str, metrics: dict[str, Any]) -> dict[str, Any]:
-    """One row of ``table.csv``: the paper's three columns, client cost and reconstruction.
+    """One row of ``table.csv``: :meth:`RunResult.row` of ``metrics`` labelled ``label``.
 
     A defence that sends raw images (the upper bound) has no Δ, as in the paper.
     """
-    cost = metrics["client_cost"]
-    obfuscates = METHODS[metrics["method"]].obfuscates
-    return {
-        "method": label,
-        "method_name": metrics["method"],
-        "split": metrics["split"],
-        "sigma": metrics["sigma"],
-        "privacy": metrics["privacy"],
-        "utility": metrics["utility"],
-        "utility_metric": metrics["utility_task"]["metric"],
-        "delta": metrics["delta"] if obfuscates else None,
-        "client_gflops": metrics["client_gflops"],
-        "client_params_m": cost["params"] / 1e6,
-        "z_kib": cost["z_bytes"] / 1024,
-        "peak_activation_mib": cost["peak_activation_bytes"] / 2**20,
-        "psnr": metrics["psnr"],
-        "ssim": metrics["ssim"],
-        "privacy_last_epoch": metrics["privacy_last_epoch"],
-        "run": metrics["run"],
-        **_worst_case_cells(metrics, obfuscates),
-    }
-
-
-def _worst_case_cells(metrics: dict[str, Any], obfuscates: bool) -> dict[str, Any]:
-    """The worst-case columns of a row (``attacks.suite: worst_case``); none otherwise."""
-    if metrics.get("privacy_worst_case") is None:
-        return {}
-    cells = {key: metrics.get(key) for key, _, _ in WORST_CASE_COLUMNS}
-    if not obfuscates:
-        cells["delta_worst_case"] = None
-    return cells
+    return RunResult.from_metrics(metrics).row(label)
 
 
 def run_comparison(
@@ -135,42 +97,59 @@ def run_comparison(
     check_before_decoding(config, [out_dir / "runs" / row.run_name() for _, row in rows_to_run],
                           out_dir / "table.md", resume=resume, labels=splits is None)
     splits = splits or load_data(config, progress=config.train.progress)
-    rows, run_dirs = [], []
+    results, run_dirs = [], []
     for label, row_config in rows_to_run:
         run_dir = out_dir / "runs" / row_config.run_name()
         print(f"\n== {label}: {row_config.run_name()}")
         metrics = run_experiment(row_config, run_dir, resume=resume, splits=splits)
-        rows.append(table_row(label, metrics))
+        results.append(RunResult.from_metrics(metrics))
         run_dirs.append((label, run_dir))
+    rows = [result.row(label) for result, (label, _) in zip(results, run_dirs, strict=True)]
     if current_env().is_main:  # under torchrun rank 0 alone writes the table
-        _write_comparison(out_dir, config, rows, run_dirs)
+        _write_comparison(out_dir, config, results, run_dirs)
     return rows
 
 
-def _write_comparison(out_dir: Path, config: ExperimentConfig, rows, run_dirs) -> None:
+def _write_comparison(out_dir: Path, config: ExperimentConfig, results: list[RunResult],
+                      run_dirs: list[tuple[str, Path]]) -> None:
+    """Write ``table.md``, ``table.csv``, the figures and ``report.md``; print the table."""
     title = (f"{config.name}: private {config.tasks.private.label} / utility "
              f"{config.tasks.utility.label} ({config.data.dataset})")
-    columns = TABLE_COLUMNS + (WORST_CASE_COLUMNS if any("privacy_worst_case" in row
-                                                         for row in rows) else [])
+    rows = [result.row(label) for result, (label, _) in zip(results, run_dirs, strict=True)]
+    columns = table_columns(TABLE_COLUMNS, results)
     table = format_table(rows, columns)
     atomic_write_text(out_dir / "table.md", f"# {title}\n\n{table}\n")
     write_csv(rows, out_dir / "table.csv")
     images = {}
-    if all(row["utility_metric"] == "accuracy" for row in rows):
+    if all(result.utility_metric == "accuracy" for result in results):
         images["Privacy against utility (up and to the left is better)"] = plot_privacy_utility(
             rows, out_dir / "privacy_utility.png", title=title)
     grid = save_reconstruction_grid(run_dirs, out_dir / "reconstructions.png")
     if grid is not None:
         images["Reconstruction attack: originals (top) and each defence"] = grid
+    paper = paper_reference_rows(**config.reference) if config.reference else None
+    write_report(out_dir, title=title, summary_rows=rows, images=images,
+                 notes=_comparison_notes(config, results, worst_case=columns != TABLE_COLUMNS),
+                 paper_rows=paper, columns=columns)
+    print("\n" + table)
+    print(f"\nwrote {out_dir / 'table.md'}, {out_dir / 'table.csv'} and {out_dir / 'report.md'}")
+
+
+def _comparison_notes(config: ExperimentConfig, results: list[RunResult], *,
+                      worst_case: bool) -> list[str]:
+    """The comparison report's notes: what the columns mean, cost, data, the worst case."""
+    metric = results[0].utility_metric or "the utility task's metric"
     notes = [
-        "Privacy: best-test-epoch accuracy of a fresh attacker on the frozen client's output "
-        "(noise on); Utility: test score of the utility model at its best validation epoch "
-        f"({rows[0]['utility_metric']}). Δ = Utility − Privacy in percentage points.",
-        "Client cost for one image: FLOPs with 1 multiply-add = 2 FLOPs; z sent as float32.",
+        *DEFINITIONS,
+        f"Utility metric: {metric}. Client cost for one image: FLOPs with 1 multiply-add = "
+        "2 FLOPs; z sent as float32.",
         f"Data: {config.data.dataset} at {config.data.root}, {config.data.image_size} px; "
         f"seed {config.seed}; {config.train.epochs} training epochs.",
     ]
-    if len(columns) > len(TABLE_COLUMNS):
+    unranked = [result.run for result in results if not result.ranked]
+    if unranked:
+        notes.append(f"Not ranked (a model did not learn): {', '.join(map(str, unranked))}.")
+    if worst_case:
         notes.append(
             "Worst case (attacks.suite: worst_case): the strongest of the attackers "
             f"{', '.join(config.attacks.worst_case.attackers)}, each scored at its best "
@@ -178,11 +157,7 @@ def _write_comparison(out_dir: Path, config: ExperimentConfig, rows, run_dirs) -
             f"proxy attacker on the mean of {max(config.attacks.worst_case.queries)} queries. "
             "Re-ID: the stronger re-identification attack on test identities. Details in each "
             "run's report.md and attacks/worst_case.json.")
-    paper = paper_reference_rows(**config.reference) if config.reference else None
-    write_report(out_dir, title=title, summary_rows=rows, images=images, notes=notes,
-                 paper_rows=paper, columns=columns)
-    print("\n" + table)
-    print(f"\nwrote {out_dir / 'table.md'}, {out_dir / 'table.csv'} and {out_dir / 'report.md'}")
+    return notes
 
 
 __all__ = ["TABLE_COLUMNS", "check_before_decoding", "comparison_configs", "run_comparison",

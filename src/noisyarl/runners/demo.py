@@ -1,7 +1,8 @@
 """The main job on built-in data: generated CelebA-format faces, private Male / utility Smiling.
 
 ``run_demo`` generates faces, then runs the "RN18" upper bound, ARL with sigma = 0, and noisy ARL
-at the sigma that a small sweep picks on the *validation* split (largest validation delta), and
+at the sigma that a small sweep picks on the *validation* split (largest validation delta among
+the sigmas whose models learned, see ``RunResult.ranked``), and
 writes ``summary.json``, ``summary.csv`` and ``report.md`` with the reconstruction grid. The sweep
 keeps its own files (``sweep/report.md``, ``sweep.json``, ``sweep.csv``, ``sigma_sweep.png``);
 every run, the sweep's included, is a folder of ``runs/``.
@@ -16,9 +17,17 @@ from typing import Any
 
 from noisyarl.config import ExperimentConfig, config_from_dict
 from noisyarl.data.registry import load_splits
-from noisyarl.evaluation.report import RESULT_COLUMNS, format_table, write_report, write_summary
-from noisyarl.runners.experiment import run_experiment, save_reconstruction_grid, summary_row
-from noisyarl.runners.sweep import run_sigma_sweep, validation_delta
+from noisyarl.evaluation.report import format_table, write_report, write_summary
+from noisyarl.methods import METHODS
+from noisyarl.runners.experiment import run_experiment, save_reconstruction_grid
+from noisyarl.runners.result import (
+    DEFINITIONS,
+    SUMMARY_COLUMNS,
+    RunResult,
+    best_ranked,
+    table_columns,
+)
+from noisyarl.runners.sweep import SweepResult, run_sigma_sweep
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 
 
@@ -26,8 +35,13 @@ from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 class DemoPlan:
     """Sizes of a demo. sigmas: the noisy-ARL sweep (sigma = 0 is run as the ARL row).
 
-    attack_epochs: the leakage attacker's epochs; reconstruction_epochs: the decoder's (None: the
-    same). The decoder dominates the attack time on CPU, hence its own setting.
+    attack_epochs / reconstruction_epochs (None: the same): the epoch *ceilings* of the leakage
+    attacker and of the decoder, which stop on their validation plateau after
+    ``attack_patience`` epochs without progress (and may train at least as many steps as the
+    defence). The decoder dominates the attack time on CPU, hence its own ceiling.
+    upper_bound_epochs: training epochs of the defence that sends raw images;
+    upper_bound_attack: run its leakage attack (a full ResNet18 on raw images, the slowest
+    attack of the demo; off in the quick demo, whose upper-bound row then shows utility only).
     """
 
     num_images: int
@@ -39,34 +53,46 @@ class DemoPlan:
     split: int = 3
     batch_size: int = 64
     reconstruction_epochs: int | None = None
+    attack_patience: int = 4
+    attack_batch_size: int = 64
+    upper_bound_attack: bool = True
 
 
-QUICK = DemoPlan(num_images=2400, image_size=48, epochs=2, upper_bound_epochs=2,
-                 attack_epochs=2, sigmas=(1.0, 4.0), batch_size=32, reconstruction_epochs=1)
-FULL = DemoPlan(num_images=5400, image_size=64, epochs=4, upper_bound_epochs=2,
-                attack_epochs=4, sigmas=(1.0, 3.0, 9.0), reconstruction_epochs=2)
+QUICK = DemoPlan(num_images=2400, image_size=48, epochs=3, upper_bound_epochs=3,
+                 attack_epochs=12, sigmas=(1.0, 4.0), batch_size=32, reconstruction_epochs=8,
+                 attack_patience=3, upper_bound_attack=False)
+FULL = DemoPlan(num_images=5400, image_size=64, epochs=5, upper_bound_epochs=3,
+                attack_epochs=30, sigmas=(1.0, 3.0, 9.0), reconstruction_epochs=15)
 
 
 def demo_config(plan: DemoPlan, data_root: Path, method: str, sigma: float) -> ExperimentConfig:
     """The experiment config of one demo row."""
+    obfuscates = METHODS[method].obfuscates
     return config_from_dict({
         "name": "demo",
         "data": {"dataset": "celeba", "root": str(data_root), "image_size": plan.image_size},
         "tasks": {"utility": {"label": "Smiling", "kind": "binary"},
                   "private": {"label": "Male", "kind": "binary"}},
         "method": {"name": method, "split": plan.split, "sigma": sigma},
-        "train": {"epochs": plan.upper_bound_epochs if method == "upper_bound" else plan.epochs,
+        "train": {"epochs": plan.epochs if obfuscates else plan.upper_bound_epochs,
                   "batch_size": plan.batch_size, "progress": True},
         "attacks": {
-            "leakage": {"epochs": plan.attack_epochs, "batch_size": plan.batch_size},
+            "leakage": {"epochs": plan.attack_epochs, "batch_size": plan.attack_batch_size,
+                        "patience": plan.attack_patience,
+                        "enabled": obfuscates or plan.upper_bound_attack},
             "reconstruction": {"epochs": plan.reconstruction_epochs or plan.attack_epochs,
-                               "batch_size": plan.batch_size},
+                               "batch_size": plan.attack_batch_size,
+                               "patience": plan.attack_patience},
         },
     })
 
 
-def _row(label: str, metrics: dict[str, Any]) -> dict[str, Any]:
-    return {"method": label, **{k: v for k, v in summary_row(metrics).items() if k != "method"}}
+def noisy_sigma(sweep: SweepResult, sigmas: tuple[float, ...]) -> tuple[float, bool]:
+    """Noisy ARL's σ: the largest validation Δ among ``sigmas`` (σ > 0) whose models learned,
+    and True; the largest among all of them, and False, when none learned."""
+    best, ranked = best_ranked([sweep.results[sigma] for sigma in sigmas],
+                               lambda result: result.validation_delta)
+    return next(sigma for sigma in sigmas if sweep.results[sigma] is best), ranked
 
 
 def run_demo(
@@ -86,10 +112,11 @@ def run_demo(
     splits = load_splits("celeba", data_root, plan.image_size, progress=True)
     runs = out_dir / "runs"
 
-    def run(method: str, sigma: float) -> dict[str, Any]:
+    def run(method: str, sigma: float) -> RunResult:
         config = demo_config(plan, data_root, method, sigma)
         print(f"\n== {config.run_name()}")
-        return run_experiment(config, runs / config.run_name(), resume=True, splits=splits)
+        return RunResult.from_metrics(
+            run_experiment(config, runs / config.run_name(), resume=True, splits=splits))
 
     upper = run("upper_bound", 0.0)
     # The sweep trains every σ (0 included) without the reconstruction attack; the two rows
@@ -98,35 +125,54 @@ def run_demo(
     sweep = run_sigma_sweep(demo_config(plan, data_root, "noisy_arl", 0.0), out_dir / "sweep",
                             [0.0, *plan.sigmas], resume=True, splits=splits, runs_dir=runs)
     # The noisy row takes the best σ > 0 (σ = 0 is the ARL row already).
-    noisy_sigma = max(plan.sigmas, key=lambda sigma: validation_delta(sweep.metrics[sigma]))
-    arl, noisy = run("noisy_arl", 0.0), run("noisy_arl", noisy_sigma)
-
-    rows = [_row("RN18 (upper bound)", upper), _row("ARL (σ=0)", arl),
-            _row(f"noisy ARL (σ={noisy_sigma:g})", noisy)]
+    sigma, ranked = noisy_sigma(sweep, plan.sigmas)
+    arl, noisy = run("noisy_arl", 0.0), run("noisy_arl", sigma)
+    labelled = [("RN18 (upper bound)", upper), ("ARL (σ=0)", arl),
+                (f"noisy ARL (σ={sigma:g})", noisy)]
+    rows = [result.row(label) for label, result in labelled]
     grid = save_reconstruction_grid(
-        [("ARL σ=0", runs / arl["run"]), (f"noisy σ={noisy_sigma:g}", runs / noisy["run"])],
+        [("ARL σ=0", runs / str(arl.run)), (f"noisy σ={sigma:g}", runs / str(noisy.run))],
         out_dir / "reconstructions.png")
-    _write_outputs(out_dir, plan, rows, noisy_sigma, grid, arl["device"],
-                   time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    _write_outputs(out_dir, rows, grid, _notes(plan, sigma, ranked, arl.device, seconds),
+                   [result for _, result in labelled], seconds)
     return rows
 
 
-def _write_outputs(out_dir, plan, rows, best_sigma, grid, device, seconds) -> None:
+def _notes(plan: DemoPlan, sigma: float, ranked: bool, device: str | None,
+           seconds: float) -> list[str]:
+    """The demo report's notes: sizes, the choice of σ, what the columns mean, device."""
+    choice = (f"Noisy ARL's σ: the largest validation Δ among {list(plan.sigmas)} whose models "
+              f"learned: {sigma:g}" if ranked else
+              f"Noisy ARL's σ: no σ of {list(plan.sigmas)} learned (every one is marked 'did "
+              f"not learn'); the largest validation Δ is shown: {sigma:g}")
+    return [
+        f"Generated CelebA-format faces: {plan.num_images} images at {plan.image_size}px, "
+        f"RN18_{plan.split}, {plan.epochs} training epochs; attackers stop on their validation "
+        f"plateau ({plan.attack_patience} epochs without progress) within a ceiling of "
+        f"{plan.attack_epochs} leakage / {plan.reconstruction_epochs or plan.attack_epochs} "
+        "reconstruction epochs (or the defence's step count, if larger).",
+        f"{choice} (every point in sweep/sweep.csv, sweep/sigma_sweep.png and "
+        "sweep/report.md).",
+        *([] if plan.upper_bound_attack else [
+            "The upper bound's privacy is not measured in the quick demo (its attacker, a "
+            "ResNet18 on raw images, is the slowest attack); `noisyarl demo` measures it."]),
+        *DEFINITIONS,
+        f"Device: {device}; wall time {seconds:.0f} s.",
+    ]
+
+
+def _write_outputs(out_dir: Path, rows: list[dict[str, Any]], grid: Path | None,
+                   notes: list[str], results: list[RunResult], seconds: float) -> None:
+    """Write ``summary.json``, ``summary.csv`` and ``report.md``; print the table."""
     write_summary(rows, out_dir)
     images = {"σ sweep (the choice is in sweep/sweep.json)": out_dir / "sweep" / "sigma_sweep.png"}
     if grid is not None:
         images["Reconstruction attack: originals (top), ARL σ=0, noisy ARL"] = grid
-    notes = [
-        f"Generated CelebA-format faces: {plan.num_images} images at {plan.image_size}px, "
-        f"RN18_{plan.split}, {plan.epochs} training epochs, {plan.attack_epochs} leakage-attack "
-        f"epochs, {plan.reconstruction_epochs or plan.attack_epochs} reconstruction epochs.",
-        f"Noisy ARL's σ: the largest validation Δ among {list(plan.sigmas)}: {best_sigma:g} "
-        "(every point in sweep/sweep.csv, sweep/sigma_sweep.png and sweep/report.md).",
-        f"Device: {device}; wall time {seconds:.0f} s.",
-    ]
+    columns = table_columns(SUMMARY_COLUMNS, results)
     write_report(out_dir, title="noisyarl demo: private Male / utility Smiling",
-                 summary_rows=rows, images=images, notes=notes)
-    print("\n" + format_table(rows, RESULT_COLUMNS))
+                 summary_rows=rows, images=images, notes=notes, columns=columns)
+    print("\n" + format_table(rows, columns))
     print(f"\nwrote {out_dir / 'summary.json'} and {out_dir / 'report.md'} ({seconds:.0f} s)")
 
 

@@ -17,23 +17,32 @@ is written.
 
 from __future__ import annotations
 
+import statistics
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from noisyarl.attacks.leakage import run_leakage_attack
-from noisyarl.attacks.reconstruction import run_reconstruction_attack, save_decoder
+from noisyarl.attacks.base import AttackSettings, LearningCurve
+from noisyarl.attacks.leakage import ChanceFigures, LeakageAttack, LeakageResult, test_draws
+from noisyarl.attacks.reconstruction import (
+    ReconstructionAttack,
+    ReconstructionResult,
+    save_decoder,
+)
 from noisyarl.attacks.suite import (
     WORST_CASE_COLUMNS,
     SuiteSettings,
+    WorstCaseResult,
     run_worst_case,
     worst_case_markdown,
     worst_case_metrics,
 )
+from noisyarl.attacks.view import AttackTarget, ZView
+from noisyarl.builders import attack_settings as build_attack_settings
 from noisyarl.builders import (
     backbone_stem,
     check_splits,
@@ -42,16 +51,25 @@ from noisyarl.builders import (
     load_data,
     resolve_tasks,
     task_warnings,
+    training_steps,
 )
-from noisyarl.config import ConfigError, ExperimentConfig, config_to_dict, save_config
+from noisyarl.config import (
+    AttackConfig,
+    ConfigError,
+    ExperimentConfig,
+    config_to_dict,
+    save_config,
+)
 from noisyarl.data.base import ImageSplit
 from noisyarl.data.registry import available_labels
 from noisyarl.data.tasks import Task
 from noisyarl.evaluation.cost import measure_client_cost
-from noisyarl.evaluation.metrics import privacy_utility_delta
-from noisyarl.evaluation.plots import save_image_grid
-from noisyarl.evaluation.report import RESULT_COLUMNS, write_report
-from noisyarl.methods import METHODS, Defence
+from noisyarl.evaluation.metrics import normalised_delta
+from noisyarl.evaluation.plots import plot_learning_curve, save_image_grid
+from noisyarl.evaluation.report import format_cell, write_report
+from noisyarl.methods import Defence
+from noisyarl.models.noise import SignalStats, measure_signal
+from noisyarl.runners.result import DEFINITIONS, SUMMARY_COLUMNS, RunResult
 from noisyarl.runners.runs import (
     DISPLAY_ONLY,
     check_run_dir,
@@ -68,7 +86,7 @@ from noisyarl.runtime.distributed import (
     rank_seed,
 )
 from noisyarl.training.checkpoint import state_fingerprint
-from noisyarl.training.loop import FitResult, LoopSettings, evaluate, fit, prune_checkpoints
+from noisyarl.training.loop import SIGNAL_IMAGES, FitResult, LoopSettings, fit, prune_checkpoints
 from noisyarl.utils.io import (
     atomic_torch_save,
     atomic_write_text,
@@ -78,9 +96,6 @@ from noisyarl.utils.io import (
     write_json,
 )
 from noisyarl.utils.seeding import seed_everything
-
-SUMMARY_KEYS = ("method", "split", "sigma", "client_gflops", "utility", "privacy", "delta",
-                "psnr", "ssim")
 
 
 @dataclass
@@ -109,16 +124,23 @@ class ExperimentSetup:
 class AttackOutcome:
     """What :func:`attack` measured on the trained defence.
 
-    ``test_utility``: the utility score on the test split (percent, or the task's metric);
-    ``leakage`` / ``reconstruction`` / ``worst_case``: the stages' JSON results (None when a
-    stage is off); ``seconds``: wall time of the whole stage.
+    ``utility``: the utility head's test scores, one per noise draw (percent, or the task's
+    metric); ``leakage`` / ``reconstruction`` / ``worst_case``: the stages' typed results
+    (None when a stage is off); ``signal``: RMS and between-image SD of the noise-free
+    features on the test split, and σ_eff; ``seconds``: wall time of the whole stage.
     """
 
-    test_utility: float
-    leakage: dict[str, Any] | None
-    reconstruction: dict[str, Any] | None
-    worst_case: dict[str, Any] | None
+    utility: list[float]
+    leakage: LeakageResult | None
+    reconstruction: ReconstructionResult | None
+    worst_case: WorstCaseResult | None
+    signal: SignalStats
     seconds: float
+
+    @property
+    def test_utility(self) -> float:
+        """The headline utility: the mean over the test noise draws."""
+        return statistics.fmean(self.utility)
 
 
 def run_experiment(
@@ -212,18 +234,44 @@ def train(setup: ExperimentSetup) -> FitResult:
 def attack(setup: ExperimentSetup) -> AttackOutcome:
     """Score utility on the test split and run the configured attacks on the frozen client.
 
-    Each attack stage's result is cached under ``attacks/`` with the key that made it
-    (:func:`stage_key` plus its own settings), so a resumed run skips finished stages.
+    Every attacker sees the client through one :class:`~noisyarl.attacks.view.ZView` and
+    trains until its validation score stops improving. Each attack stage's result is cached
+    under ``attacks/`` with the key that made it (:func:`stage_key` plus its own settings), so
+    a resumed run skips finished stages.
     """
     started = time.perf_counter()
     key = stage_key(setup.config, setup.defence)
-    test_utility = evaluate(setup.defence, setup.splits["test"], setup.utility, setup.context,
-                            setup.config.train.eval_batch_size)
-    leakage = _leakage_stage(setup, key)
-    reconstruction = _reconstruction_stage(setup, key)
-    worst_case = _worst_case_stage(setup, key, test_utility, leakage, reconstruction)
-    return AttackOutcome(test_utility, leakage, reconstruction, worst_case,
+    target = attack_target(setup)
+    utility = test_draws(target.view, setup.defence.utility_head, setup.splits["test"],
+                         setup.utility, attack_settings(setup, setup.config.attacks.leakage))
+    leakage = _leakage_stage(setup, target, key)
+    reconstruction = _reconstruction_stage(setup, target, key)
+    worst_case = _worst_case_stage(setup, target, key, statistics.fmean(utility), leakage,
+                                   reconstruction)
+    signal = _test_signal(setup)
+    return AttackOutcome(utility, leakage, reconstruction, worst_case, signal,
                          time.perf_counter() - started)
+
+
+def attack_target(setup: ExperimentSetup, context: StepContext | None = None) -> AttackTarget:
+    """The trained client as every attacker sees it, with the private task and the proxy."""
+    defence = setup.defence
+    view = ZView.of(defence.client, defence.noise_module(), context or setup.context,
+                    setup.splits["test"])
+    return AttackTarget(view=view, splits=setup.splits, task=setup.private,
+                        image_size=setup.config.data.image_size, proxy=defence.make_attacker)
+
+
+def defence_steps(setup: ExperimentSetup) -> int:
+    """Optimiser steps of the defence's training: epochs x full batches per epoch."""
+    return training_steps(setup.config, len(setup.splits["train"]))
+
+
+def attack_settings(setup: ExperimentSetup, attack_config: AttackConfig, *,
+                    epochs: int | None = None) -> AttackSettings:
+    """One attack's settings (:func:`noisyarl.builders.attack_settings`) for this run."""
+    return build_attack_settings(setup.config, attack_config, defence_steps=defence_steps(setup),
+                                 epochs=epochs, progress=setup.env.is_main)
 
 
 def report(setup: ExperimentSetup, fitted: FitResult, outcome: AttackOutcome) -> dict[str, Any]:
@@ -238,12 +286,15 @@ def report(setup: ExperimentSetup, fitted: FitResult, outcome: AttackOutcome) ->
         barrier(env)  # returns once rank 0 has written metrics.json
         return metrics
     run_dir, worst_case = setup.run_dir, outcome.worst_case
-    images = {"Reconstructions (originals on top)": run_dir / "reconstructions.png"}
+    curves = run_dir / "attacks" / "curves"
+    images = {"Reconstructions (originals on top)": run_dir / "reconstructions.png",
+              "Leakage attacker's learning curve": curves / "leakage.png",
+              "Reconstruction decoder's learning curve": curves / "reconstruction.png"}
     write_report(
         run_dir, title=f"noisyarl run: {config.run_name()}", summary_rows=[summary_row(metrics)],
         images={k: v for k, v in images.items() if Path(v).exists()},
         notes=_notes(metrics),
-        columns=RESULT_COLUMNS + (WORST_CASE_COLUMNS if worst_case else []),
+        columns=SUMMARY_COLUMNS + (WORST_CASE_COLUMNS if worst_case else []),
     )
     if worst_case is not None:
         report_path = run_dir / "report.md"
@@ -367,46 +418,45 @@ def _cached_stage(path: Path, settings: dict[str, Any], compute,
     return result
 
 
-def _leakage_stage(setup: ExperimentSetup, key: dict[str, Any]) -> dict[str, Any] | None:
-    """The paper's privacy figure: a fresh attacker on frozen z (docs/method.md §3)."""
-    config, context = setup.config, setup.context
-    settings = config.attacks.leakage
-    if not settings.enabled:
+def _leakage_stage(setup: ExperimentSetup, target: AttackTarget,
+                   key: dict[str, Any]) -> LeakageResult | None:
+    """The paper's attack with the project's protocol: a fresh proxy-shaped attacker on
+    frozen z, trained to a validation plateau (docs/method.md §3)."""
+    attack_config = setup.config.attacks.leakage
+    if not attack_config.enabled:
         return None
+    settings = attack_settings(setup, attack_config)
 
     def compute() -> dict[str, Any]:
-        attacker = setup.defence.make_attacker(setup.private.num_outputs)
-        result = run_leakage_attack(
-            setup.defence.client, attacker, setup.splits, setup.private, context,
-            epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
-            eval_batch_size=config.train.eval_batch_size, seed=config.seed,
-            progress=config.train.progress and context.distributed.is_main,
-        )
+        result = LeakageAttack().run(target, settings)
+        _save_curve(setup, "leakage", result.curve, result.chance.chance,
+                    f"privacy attacker ({setup.private.label})", setup.private.metric_name)
         return result.to_dict()
 
-    return _cached_stage(setup.run_dir / "attacks" / "leakage.json",
-                         {**key, "attack": asdict(settings)}, compute, context.distributed)
+    saved = _cached_stage(setup.run_dir / "attacks" / "leakage.json",
+                          {**key, "attack": settings_key(settings)}, compute, setup.env)
+    return LeakageResult.from_dict(saved)
 
 
-def _reconstruction_stage(setup: ExperimentSetup, key: dict[str, Any]) -> dict[str, Any] | None:
+def _reconstruction_stage(setup: ExperimentSetup, target: AttackTarget,
+                          key: dict[str, Any]) -> ReconstructionResult | None:
     """A decoder trained to invert the frozen client; its examples, grid and weights are saved
     with the run (the weights for the user-study kit, appendix C)."""
-    config, context, defence = setup.config, setup.context, setup.defence
-    settings = config.attacks.reconstruction
-    if not settings.enabled or not defence.obfuscates:
+    config, defence = setup.config, setup.defence
+    attack_config = config.attacks.reconstruction
+    if not attack_config.enabled or not defence.obfuscates:
         return None
+    settings = attack_settings(setup, attack_config)
 
     def compute() -> dict[str, Any]:
-        result = run_reconstruction_attack(
-            defence.client, setup.splits, context, image_size=config.data.image_size,
-            epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
-            eval_batch_size=config.train.eval_batch_size, seed=config.seed,
-            progress=config.train.progress and context.distributed.is_main,
-        )
-        if not context.distributed.is_main:
+        result = ReconstructionAttack().run(target, settings)
+        if not setup.env.is_main:
             return result.to_dict()
         run_dir = setup.run_dir
-        save_image_grid(result.originals, [(defence.name, result.reconstructions)],
+        _save_curve(setup, "reconstruction", result.curve, result.baseline.mse,
+                    "reconstruction decoder", "validation MSE", higher_is_better=False,
+                    chance_label="mean-image baseline (test MSE)")
+        save_image_grid(result.originals, [(defence.display_name, result.reconstructions)],
                         run_dir / "reconstructions.png")
         atomic_torch_save({"originals": result.originals,
                            "reconstructions": result.reconstructions},
@@ -414,13 +464,14 @@ def _reconstruction_stage(setup: ExperimentSetup, key: dict[str, Any]) -> dict[s
         save_decoder(result.decoder, run_dir)
         return result.to_dict()
 
-    return _cached_stage(setup.run_dir / "attacks" / "reconstruction.json",
-                         {**key, "attack": asdict(settings)}, compute, context.distributed)
+    saved = _cached_stage(setup.run_dir / "attacks" / "reconstruction.json",
+                          {**key, "attack": settings_key(settings)}, compute, setup.env)
+    return ReconstructionResult.from_dict(saved)
 
 
-def _worst_case_stage(setup: ExperimentSetup, key: dict[str, Any], test_utility: float,
-                      leakage: dict[str, Any] | None,
-                      reconstruction: dict[str, Any] | None) -> dict[str, Any] | None:
+def _worst_case_stage(setup: ExperimentSetup, target: AttackTarget, key: dict[str, Any],
+                      test_utility: float, leakage: LeakageResult | None,
+                      reconstruction: ReconstructionResult | None) -> WorstCaseResult | None:
     """``attacks.suite: worst_case``: the attacker suite, multi-query averaging with and without
     keyed noise, and identity leakage (:mod:`noisyarl.attacks.suite`), cached like the others.
 
@@ -431,44 +482,83 @@ def _worst_case_stage(setup: ExperimentSetup, key: dict[str, Any], test_utility:
     attacks = config.attacks
     if attacks.suite != "worst_case":
         return None
-    context, env = setup.context, setup.env
+    env = setup.env
     if env.enabled:
-        context = StepContext(context.device, context.precision, context.channels_last)
-    recon = asdict(attacks.reconstruction) if attacks.reconstruction.enabled else None
-    for settings in (recon, leakage_settings := asdict(attacks.leakage)):
-        if settings is not None:
-            settings.pop("enabled")
+        context = setup.context
+        target = attack_target(setup, StepContext(context.device, context.precision,
+                                                  context.channels_last))
+    worst = attacks.worst_case
     suite = SuiteSettings(
-        leakage=leakage_settings, reconstruction=recon,
-        attackers=tuple(attacks.worst_case.attackers), queries=tuple(attacks.worst_case.queries),
-        keyed_noise=attacks.worst_case.keyed_noise, identity=attacks.worst_case.identity,
-        identity_epochs=attacks.worst_case.identity_epochs, image_size=config.data.image_size,
-        eval_batch_size=config.train.eval_batch_size, seed=config.seed,
-        progress=config.train.progress and env.is_main,
-    )
+        leakage=attack_settings(setup, attacks.leakage),
+        reconstruction=(attack_settings(setup, attacks.reconstruction)
+                        if attacks.reconstruction.enabled else None),
+        identity=(attack_settings(setup, attacks.leakage, epochs=worst.identity_epochs)
+                  if worst.identity else None),
+        attackers=tuple(worst.attackers), queries=tuple(worst.queries),
+        keyed_noise=worst.keyed_noise)
 
     def compute() -> dict[str, Any]:
-        return run_worst_case(setup.defence, setup.splits, setup.utility, setup.private,
-                              context, suite, test_utility=test_utility,
-                              paper_leakage=leakage, paper_reconstruction=reconstruction)
+        result = run_worst_case(setup.defence, target, setup.utility, suite,
+                                test_utility=test_utility, paper_leakage=leakage,
+                                paper_reconstruction=reconstruction)
+        for name, attacker in result.attackers.items():
+            _save_curve(setup, f"worst_case_{name}", attacker.curve, attacker.chance.chance,
+                        f"{name} attacker ({setup.private.label})", setup.private.metric_name)
+        return result.to_dict()
 
-    stage_settings = {**key, "worst_case": asdict(attacks.worst_case),
-                      "leakage": asdict(attacks.leakage),
-                      "reconstruction": asdict(attacks.reconstruction)}
-    return _cached_stage(setup.run_dir / "attacks" / "worst_case.json", stage_settings, compute,
-                         env)
+    stage_settings = {**key, "worst_case": asdict(worst), "suite": {
+        "leakage": settings_key(suite.leakage),
+        "reconstruction": settings_key(suite.reconstruction),
+        "identity": settings_key(suite.identity)}}
+    saved = _cached_stage(setup.run_dir / "attacks" / "worst_case.json", stage_settings,
+                          compute, env)
+    return WorstCaseResult.from_dict(saved)
+
+
+def settings_key(settings: AttackSettings | None) -> dict[str, Any] | None:
+    """What an attack stage's cached result depends on: its settings without the progress
+    display (a resumed run with the bar switched off reuses the stage)."""
+    return None if settings is None else asdict(replace(settings, progress=False))
+
+
+def _save_curve(setup: ExperimentSetup, name: str, curve: LearningCurve, chance: float,
+                title: str, score_name: str, *, higher_is_better: bool = True,
+                chance_label: str = "chance (test majority rate)") -> None:
+    """``attacks/curves/NAME.json`` and ``.png``: an attacker's learning curve (rank 0)."""
+    if not setup.env.is_main:
+        return
+    folder = setup.run_dir / "attacks" / "curves"
+    write_json(folder / f"{name}.json", curve.to_dict())
+    plot_learning_curve(curve.records, folder / f"{name}.png", title=title,
+                        score_name=score_name, chance=chance, best_epoch=curve.best_epoch,
+                        higher_is_better=higher_is_better, chance_label=chance_label)
+
+
+def _test_signal(setup: ExperimentSetup) -> SignalStats:
+    """RMS(h), between-image SD(h) and σ_eff of the trained client on the test split."""
+    images = setup.splits["test"].images[:SIGNAL_IMAGES].float().div(255.0)
+    return measure_signal(setup.defence.client, setup.defence.noise_module(),
+                          images.to(setup.context.device))
 
 
 def _metrics(setup: ExperimentSetup, fitted: FitResult, outcome: AttackOutcome,
              cost) -> dict[str, Any]:
-    """The contents of ``metrics.json``."""
+    """The contents of ``metrics.json`` (read back by :class:`noisyarl.runners.result.RunResult`).
+    """
     config, utility, private, splits = setup.config, setup.utility, setup.private, setup.splits
     leakage, reconstruction = outcome.leakage, outcome.reconstruction
+    test = splits["test"]
     test_utility = outcome.test_utility
-    privacy = leakage["test_best"] if leakage else None
-    delta = None
-    if privacy is not None and utility.higher_is_better and private.higher_is_better:
-        delta = privacy_utility_delta(test_utility, privacy)
+    utility_chance = ChanceFigures.of(test_utility, utility, test)
+    accuracy_tasks = utility.higher_is_better and private.higher_is_better
+    with_delta = accuracy_tasks and setup.defence.obfuscates and leakage is not None
+    privacy_cells = leakage.cells() if leakage else dict.fromkeys(
+        ["privacy", "privacy_sd", "privacy_valid", "privacy_paper", "privacy_last_epoch",
+         "privacy_chance", "privacy_advantage", "privacy_learned"])
+    privacy_cells.pop("epochs", None)
+    recon_cells = reconstruction.cells() if reconstruction else dict.fromkeys(
+        ["psnr", "ssim", "psnr_sd", "psnr_baseline", "ssim_baseline", "reconstruction_learned"])
+    recon_cells.pop("epochs", None)
     return {
         **setup.defence.describe(),
         "run": config.run_name(),
@@ -477,19 +567,23 @@ def _metrics(setup: ExperimentSetup, fitted: FitResult, outcome: AttackOutcome,
         "private_task": {"label": private.label, "kind": private.kind,
                          "metric": private.metric_name},
         "utility": test_utility,
+        "utility_sd": statistics.stdev(outcome.utility) if len(outcome.utility) > 1 else 0.0,
+        "utility_draws": outcome.utility,
         "utility_valid": fitted.best_valid_utility,
+        "utility_chance": utility_chance.chance,
+        "utility_learned": utility_chance.learned,
         "best_epoch": fitted.best_epoch,
-        "privacy": privacy,
-        "privacy_last_epoch": leakage["test_last"] if leakage else None,
-        "privacy_at_best_valid": leakage["test_at_best_valid"] if leakage else None,
-        "privacy_valid": leakage["valid_best"] if leakage else None,
-        "delta": delta,
-        "psnr": reconstruction["psnr"] if reconstruction else None,
-        "ssim": reconstruction["ssim"] if reconstruction else None,
-        "chance": {
-            "utility": utility.chance_level(splits["test"].labels[utility.label]),
-            "privacy": private.chance_level(splits["test"].labels[private.label]),
-        },
+        **privacy_cells,
+        "delta": test_utility - leakage.test if with_delta else None,
+        "delta_paper": test_utility - leakage.paper if with_delta else None,
+        "delta_normalised": (normalised_delta(test_utility, utility_chance.chance, leakage.test,
+                                              leakage.chance.chance) if with_delta else None),
+        **recon_cells,
+        **outcome.signal.to_dict(),
+        "attack_epochs": {"leakage": leakage.curve.epochs_run if leakage else None,
+                          "reconstruction": (reconstruction.curve.epochs_run
+                                             if reconstruction else None)},
+        "noise_draws": config.attacks.noise_draws,
         "client_cost": cost.to_dict() if hasattr(cost, "to_dict") else dict(vars(cost)),
         "client_gflops": cost.gflops,
         "seed": config.seed,
@@ -502,13 +596,13 @@ def _metrics(setup: ExperimentSetup, fitted: FitResult, outcome: AttackOutcome,
         "torch": torch.__version__,
         "timings": {"train_seconds": fitted.train_seconds, "attack_seconds": outcome.seconds},
         "history": fitted.history,
-        "leakage": leakage,
-        "reconstruction": reconstruction,
+        "leakage": leakage.to_dict() if leakage else None,
+        "reconstruction": reconstruction.to_dict() if reconstruction else None,
         "world_size": setup.env.world_size,
         "warnings": setup.warnings,
         "attack_suite": config.attacks.suite,
         **worst_case_metrics(outcome.worst_case),
-        "worst_case": outcome.worst_case,
+        "worst_case": outcome.worst_case.to_dict() if outcome.worst_case else None,
     }
 
 
@@ -533,32 +627,35 @@ def save_reconstruction_grid(
 
 
 def summary_row(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The report/summary columns of one run.
+    """The report/summary row of one run: :meth:`RunResult.row` of its metrics.
 
     A defence that sends raw images (the upper bound) has no delta, like the paper's tables.
     """
-    row = {key: metrics.get(key) for key in SUMMARY_KEYS}
-    if metrics.get("privacy_worst_case") is not None:  # attacks.suite: worst_case
-        row.update({key: metrics.get(key) for key, _, _ in WORST_CASE_COLUMNS})
-    defence = METHODS.get(metrics.get("method"))
-    if defence is not None and not defence.obfuscates:
-        row["delta"] = None
-    return row
+    return RunResult.from_metrics(metrics).row()
 
 
 def _notes(metrics: dict[str, Any]) -> list[str]:
-    noise = "on" if metrics["noise"] and metrics["sigma"] > 0 else "off"
+    """The run report's notes: warnings, device, stem, the privacy protocols, definitions."""
+    result = RunResult.from_metrics(metrics)
+    noise = "on" if result.noise and (result.sigma or 0) > 0 else "off"
     stem = ("cifar (3x3 stride-1 first convolution, no max-pool: inputs of at most 32 px)"
-            if metrics["stem"] == "cifar" else "imagenet (7x7 stride-2 convolution, max-pool)")
+            if result.stem == "cifar" else "imagenet (7x7 stride-2 convolution, max-pool)")
+    status = result.status or "ranked (no model marked as not learning)"
+
+    def pct(value: Any, fmt: str = "{:.2f}") -> str:
+        return format_cell(value, fmt)
+
     return [
-        *(f"Warning: {message}." for message in metrics.get("warnings", [])),
-        f"Device: {metrics['device']}, precision {metrics['precision']}; noise {noise} "
+        *(f"Warning: {message}." for message in result.warnings),
+        f"Device: {result.device}, precision {result.precision}; noise {noise} "
         "in training, evaluation and attacks.",
         f"ResNet stem: {stem}; train/valid split drawn with data.split_seed "
-        f"{metrics['split_seed']} where the dataset has no split column.",
-        "Privacy = best-test-epoch accuracy of a fresh attacker on frozen z (paper protocol); "
-        f"last epoch {metrics['privacy_last_epoch']}, at best validation epoch "
-        f"{metrics['privacy_at_best_valid']}.",
-        f"Chance levels on the test split: utility {metrics['chance']['utility']:.2f}, "
-        f"privacy {metrics['chance']['privacy']:.2f}.",
+        f"{result.split_seed} where the dataset has no split column.",
+        f"Privacy {pct(result.privacy)} (the attacker's test score at its best validation "
+        f"epoch, mean over {pct(result.noise_draws, '{}')} test noise draws); paper protocol "
+        f"(best test epoch) {pct(result.privacy_paper)}; last epoch "
+        f"{pct(result.privacy_last_epoch)}.",
+        f"Chance levels on the test split: utility {pct(result.utility_chance)}, privacy "
+        f"{pct(result.privacy_chance)}. Status: {status}.",
+        *DEFINITIONS,
     ]

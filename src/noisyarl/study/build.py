@@ -35,7 +35,8 @@ from PIL import Image
 
 from noisyarl.attacks.leakage import run_leakage_attack
 from noisyarl.attacks.reconstruction import load_decoder, reconstruct, run_reconstruction_attack
-from noisyarl.builders import load_data
+from noisyarl.attacks.view import ZView
+from noisyarl.builders import attack_settings, load_data, training_steps
 from noisyarl.data.base import DatasetError, ImageSplit
 from noisyarl.data.tasks import Task
 from noisyarl.errors import ConfigError
@@ -295,12 +296,12 @@ def _correct_on_raw_images(bound: LoadedRun, splits: dict[str, ImageSplit],
     """Bool [N_test]: the upper bound gets the utility label right (unless it is a regression)
     and a raw-image ResNet18 gets the private label right."""
     config = bound.config
-    attack = config.attacks.leakage
+    settings = attack_settings(config, config.attacks.leakage,
+                               defence_steps=training_steps(config, len(splits["train"])),
+                               epochs=epochs, progress=progress)
     classifier = bound.defence.make_attacker(bound.private.num_outputs)
-    run_leakage_attack(bound.defence.client, classifier, splits, bound.private, context,
-                       epochs=epochs or attack.epochs, lr=attack.lr, batch_size=attack.batch_size,
-                       eval_batch_size=config.train.eval_batch_size, seed=config.seed,
-                       progress=progress)
+    view = ZView.of(bound.defence.client, bound.defence.noise_module(), context, splits["test"])
+    run_leakage_attack(view, classifier, splits, bound.private, settings)
     test = splits["test"]
     correct = _predictions(classifier, test, bound.private, context) == test.labels[
         bound.private.label]
@@ -332,11 +333,11 @@ def _retrain_decoder(run: LoadedRun, splits: dict[str, ImageSplit], context: Ste
                      progress: bool) -> torch.nn.Module:
     """Train the run's reconstruction attack again (its settings and seed) for its decoder; for
     runs made before decoders were saved."""
-    attack = run.config.attacks.reconstruction
+    config = run.config
     context.prepare_module(run.defence)
-    result = run_reconstruction_attack(
-        run.defence.client, splits, context, image_size=run.config.data.image_size,
-        epochs=attack.epochs, lr=attack.lr, batch_size=attack.batch_size,
-        eval_batch_size=run.config.train.eval_batch_size, seed=run.config.seed,
-        progress=progress)
+    settings = attack_settings(config, config.attacks.reconstruction,
+                               defence_steps=training_steps(config, len(splits["train"])),
+                               progress=progress)
+    view = ZView.of(run.defence.client, run.defence.noise_module(), context, splits["test"])
+    result = run_reconstruction_attack(view, splits, settings, image_size=config.data.image_size)
     return result.decoder

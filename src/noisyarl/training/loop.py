@@ -33,6 +33,7 @@ from noisyarl.data.base import ImageSplit
 from noisyarl.data.tasks import Task
 from noisyarl.errors import ConfigError
 from noisyarl.methods.base import Defence
+from noisyarl.models.noise import measure_signal
 from noisyarl.runtime import StepContext
 from noisyarl.runtime.distributed import (
     DistributedEnv,
@@ -47,6 +48,9 @@ from noisyarl.utils.seeding import epoch_generator
 #: Files of a checkpoint directory: the whole state after the last completed epoch (for
 #: resume), the best-validation weights, and the outcome of a completed training.
 LAST_FILE, BEST_FILE, TRAINED_FILE = "last.pt", "best.pt", "trained.pt"
+#: Validation images (the first ones) whose noise-free features give each epoch's
+#: ``h_rms``, ``h_sd`` and ``sigma_eff`` (:func:`signal_record`).
+SIGNAL_IMAGES = 512
 
 
 @dataclass
@@ -179,6 +183,20 @@ def evaluate(
     return utility.finalize(float(all_reduce_sum(score, env)), len(split))
 
 
+def signal_record(defence: Defence, split: ImageSplit, context: StepContext,
+                  batch_size: int) -> dict[str, float]:
+    """``h_rms``, ``h_sd`` and ``sigma_eff`` of the defence's client on ``split``'s first
+    :data:`SIGNAL_IMAGES` images (:func:`noisyarl.models.noise.measure_signal`: one eval-mode
+    pass, noise off, no gradients), in the units of the noise-free features ``h``.
+
+    Every rank measures the same images with the same weights, so no reduction is needed.
+    """
+    images = context.prepare_images(split.images[:SIGNAL_IMAGES]).float() / 255
+    with context.autocast():
+        stats = measure_signal(defence.client, defence.noise_module(), images, batch_size)
+    return stats.to_dict()
+
+
 def _is_better(task: Task, value: float, best: float) -> bool:
     if math.isnan(best):
         return True
@@ -228,11 +246,15 @@ def fit(
                                  settings.eval_batch_size)
         seconds = time.perf_counter() - started
         result.train_seconds += seconds
+        signal = signal_record(defence, splits["valid"], context, settings.eval_batch_size)
         record = {"epoch": epoch, **{f"train/{k}": v for k, v in train_scalars.items()},
-                  f"valid/utility_{utility.metric_name}": valid_utility, "seconds": seconds}
+                  f"valid/utility_{utility.metric_name}": valid_utility, **signal,
+                  "seconds": seconds}
         result.history.append(record)
         if writer is not None:
             writer.add_scalar(f"valid/utility_{utility.metric_name}", valid_utility, epoch)
+            for key, value in signal.items():
+                writer.add_scalar(f"signal/{key}", value, epoch)
         if _is_better(utility, valid_utility, result.best_valid_utility):
             result.best_epoch, result.best_valid_utility = epoch, valid_utility
             if env.is_main:
