@@ -10,7 +10,7 @@ for table 3) belong to real CelebA at 178 px and long training.
 
 Usage: python benchmarks/bench_compare.py --out /tmp/bench-compare [--num-images 4000]
        [--image-size 64] [--epochs 3] [--attack-epochs 30] [--reconstruction-epochs 30]
-       [--sigma 9] [--pairs male_smiling mouth_smiling]
+       [--sigma 9] [--pairs male_smiling mouth_smiling] [--rows arl noisy_arl ...]
 """
 
 from __future__ import annotations
@@ -70,6 +70,20 @@ def comparison_rows(sigma: float, path: str = ROWS_CONFIG) -> list[CompareEntry]
             for entry in load_config(path).compare]
 
 
+def row_key(entry: CompareEntry) -> str:
+    """The ``--rows`` name of a compare row: its defence, ``arl`` for noisy ARL at σ = 0."""
+    method = entry.method
+    return "arl" if method.name == "noisy_arl" and method.sigma == 0 else method.name
+
+
+def chosen_rows(entries: list[CompareEntry], keys: list[str] | None) -> list[CompareEntry]:
+    """``entries`` in the order of ``keys`` (``--rows``), or all of them in config order."""
+    if not keys:
+        return entries
+    by_key = {row_key(entry): entry for entry in entries}
+    return [by_key[key] for key in keys]
+
+
 def bench_config(path: str, data_root: Path, args: argparse.Namespace):
     """The paper config at benchmark size: every baseline, ARL (σ = 0) and noisy ARL (σ)."""
     config = load_config(path, [
@@ -77,7 +91,8 @@ def bench_config(path: str, data_root: Path, args: argparse.Namespace):
         f"train.epochs={args.epochs}", f"attacks.leakage.epochs={args.attack_epochs}",
         f"attacks.reconstruction.epochs={args.reconstruction_epochs}",
     ])
-    return dataclasses.replace(config, compare=comparison_rows(args.sigma))
+    return dataclasses.replace(config, compare=chosen_rows(comparison_rows(args.sigma),
+                                                           args.rows))
 
 
 def main() -> None:
@@ -92,6 +107,10 @@ def main() -> None:
     parser.add_argument("--reconstruction-epochs", type=int, default=30)
     parser.add_argument("--sigma", type=float, default=9.0)
     parser.add_argument("--pairs", nargs="+", choices=sorted(PAIRS), default=sorted(PAIRS))
+    parser.add_argument("--rows", nargs="+", default=None,
+                        choices=["upper_bound", "maxent_arl", "deep_obfuscator", "disco", "arl",
+                                 "noisy_arl"],
+                        help="rows to run, in this order (default: the config's, all)")
     args = parser.parse_args()
     print(f"# {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
           "threads, CPU")

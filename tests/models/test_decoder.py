@@ -59,16 +59,21 @@ def test_it_overfits_eight_images_well_below_the_mean_image():
     images = F.interpolate(coarse, size=(12, 12), mode="bilinear", align_corners=False)
     z = torch.randn(8, 16, 3, 3, generator=generator)
     decoder = ReconstructionDecoder((16, 3, 3), image_size=12)
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=3e-3)
-    for _ in range(150):
+    error, mean_image_error = _fit(decoder, z, images, lr=3e-3, steps=150)
+    assert error < 0.1 * mean_image_error
+
+
+def _fit(decoder, z, images, *, lr: float, steps: int) -> tuple[float, float]:
+    """Train ``decoder`` on (z, images) with Adam; its MSE and the mean image's MSE."""
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
+    for _ in range(steps):
         optimizer.zero_grad()
         F.mse_loss(decoder(z), images).backward()
         optimizer.step()
     with torch.no_grad():
         error = float(F.mse_loss(decoder.eval()(z), images))
-    mean_image_error = float(F.mse_loss(images.mean(dim=0, keepdim=True).expand_as(images),
-                                        images))
-    assert error < 0.1 * mean_image_error
+    mean_image = images.mean(dim=0, keepdim=True).expand_as(images)
+    return error, float(F.mse_loss(mean_image, images))
 
 
 def test_a_vector_decoder_learns_to_reconstruct_from_z():
@@ -79,15 +84,7 @@ def test_a_vector_decoder_learns_to_reconstruct_from_z():
     images = colours[:, :, None, None].expand(16, 3, 8, 8)
     z = colours @ torch.randn(3, 24)
     decoder = ReconstructionDecoder((24,), image_size=8)
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=1e-2)
-    for _ in range(60):
-        optimizer.zero_grad()
-        F.mse_loss(decoder(z), images).backward()
-        optimizer.step()
-    with torch.no_grad():
-        error = float(F.mse_loss(decoder.eval()(z), images))
-    mean_image_error = float(F.mse_loss(images.mean(dim=0, keepdim=True).expand_as(images),
-                                        images))
+    error, mean_image_error = _fit(decoder, z, images, lr=1e-2, steps=60)
     assert error < 0.25 * mean_image_error
 
 
