@@ -131,7 +131,7 @@ def test_kills_during_training_and_both_attacks_then_resume_match_uninterrupted(
     assert refused.returncode == 2 and "--resume" in refused.stderr
 
     resume = _command("run", config_path, interrupted, "--resume")
-    for stage in ("leakage attack", "reconstruction attack"):
+    for stage in ("proxy attacker", "reconstruction attack"):  # the stages' progress bars
         _kill_after(resume, stage, draw.uniform(0.0, 0.3))
         assert_no_half_written_file(interrupted)
     subprocess.run(resume, check=True, env=ENV, capture_output=True)
