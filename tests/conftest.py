@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ import torch
 from noisyarl.synthetic.faces import SynthConfig, write_celeba, write_fairface
 from noisyarl.synthetic.objects import write_cifar10
 
-torch.set_num_threads(2)
+# The suite runs on two pytest-xdist workers (pyproject's addopts), one thread each, on the
+# 2-core CI machine; a single process (-n 0) takes both cores.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 class GeneratedDatasets:

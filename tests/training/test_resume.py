@@ -88,14 +88,17 @@ def _kill_after(command, marker: str, delay: float) -> str:
     """Start ``command``, SIGKILL it ``delay`` seconds after ``marker`` shows in its stderr
     (tqdm's bar of a stage). Returns what it printed; fails if it ended before the kill."""
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE)
     seen = threading.Event()
     printed: list[str] = []
 
     def read() -> None:
+        # os.read returns whatever has arrived; a buffered read(n) would wait for n characters,
+        # which the last stage's short output may not reach before the run ends.
         assert process.stderr is not None
-        for line in iter(lambda: process.stderr.read(256), ""):
-            printed.append(line)
+        descriptor = process.stderr.fileno()
+        for chunk in iter(lambda: os.read(descriptor, 4096), b""):
+            printed.append(chunk.decode("utf-8", errors="replace"))
             if marker in "".join(printed[-3:]):
                 seen.set()
 
