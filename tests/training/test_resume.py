@@ -4,6 +4,7 @@ comparison or sweep are not touched again."""
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 import os
@@ -97,8 +98,9 @@ def _kill_after(command, marker: str, delay: float) -> str:
         # which the last stage's short output may not reach before the run ends.
         assert process.stderr is not None
         descriptor = process.stderr.fileno()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # bars split chars
         for chunk in iter(lambda: os.read(descriptor, 4096), b""):
-            printed.append(chunk.decode("utf-8", errors="replace"))
+            printed.append(decoder.decode(chunk))
             if marker in "".join(printed[-3:]):
                 seen.set()
 
