@@ -11,6 +11,7 @@ for table 3) belong to real CelebA at 178 px and long training.
 Usage: python benchmarks/bench_compare.py --out /tmp/bench-compare [--num-images 4000]
        [--image-size 64] [--epochs 3] [--attack-epochs 30] [--reconstruction-epochs 30]
        [--sigma 9] [--pairs male_smiling mouth_smiling] [--rows arl noisy_arl ...]
+       [--set train.batch_size=32 ...] [--row-params maxent_arl.client_lr=1e-3 ...]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 
 from noisyarl.builders import untrained_defence
-from noisyarl.config import CompareEntry, load_config
+from noisyarl.config import CompareEntry, load_config, parse_override
 from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.evaluation.report import format_table
 from noisyarl.methods import METHODS
@@ -70,6 +71,28 @@ def comparison_rows(sigma: float, path: str = ROWS_CONFIG) -> list[CompareEntry]
             for entry in load_config(path).compare]
 
 
+def with_row_params(entries: list[CompareEntry], specs: list[str]) -> list[CompareEntry]:
+    """``entries`` with ``--row-params`` applied: ``maxent_arl.client_lr=1e-3`` sets
+    ``client_lr`` in the params of every row of that defence (values parsed as YAML)."""
+    changes: dict[str, dict] = {}
+    for spec in specs:
+        keys, value = parse_override(spec)
+        if len(keys) != 2:
+            raise SystemExit(f"--row-params {spec!r}: expected METHOD.PARAM=VALUE")
+        changes.setdefault(keys[0], {})[keys[1]] = value
+    return [CompareEntry(entry.label, dataclasses.replace(
+                entry.method, params={**entry.method.params, **changes[entry.method.name]}))
+            if entry.method.name in changes else entry for entry in entries]
+
+
+def add_size_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options both comparison benchmarks share: config overrides and row params."""
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. train.batch_size=32")
+    parser.add_argument("--row-params", nargs="+", default=[], metavar="METHOD.PARAM=VALUE",
+                        help="params of one defence's rows, e.g. maxent_arl.dropout=0")
+
+
 def row_key(entry: CompareEntry) -> str:
     """The ``--rows`` name of a compare row: its defence, ``arl`` for noisy ARL at σ = 0."""
     method = entry.method
@@ -89,10 +112,10 @@ def bench_config(path: str, data_root: Path, args: argparse.Namespace):
     config = load_config(path, [
         f"data.root={data_root}", f"data.image_size={args.image_size}", "data.cache_dir=null",
         f"train.epochs={args.epochs}", f"attacks.leakage.epochs={args.attack_epochs}",
-        f"attacks.reconstruction.epochs={args.reconstruction_epochs}",
+        f"attacks.reconstruction.epochs={args.reconstruction_epochs}", *args.set,
     ])
-    return dataclasses.replace(config, compare=chosen_rows(comparison_rows(args.sigma),
-                                                           args.rows))
+    rows = with_row_params(comparison_rows(args.sigma), args.row_params)
+    return dataclasses.replace(config, compare=chosen_rows(rows, args.rows))
 
 
 def main() -> None:
@@ -111,6 +134,7 @@ def main() -> None:
                         choices=["upper_bound", "maxent_arl", "deep_obfuscator", "disco", "arl",
                                  "noisy_arl"],
                         help="rows to run, in this order (default: the config's, all)")
+    add_size_arguments(parser)
     args = parser.parse_args()
     print(f"# {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
           "threads, CPU")

@@ -11,6 +11,7 @@ and identity re-identification. Everything is also written to ``OUT/worst_case.m
 Usage: python benchmarks/bench_worst_case.py --out /tmp/bench-worst-case [--num-images 1500]
        [--image-size 48] [--epochs 2] [--attack-epochs 2] [--reconstruction-epochs 1]
        [--sigma 9] [--queries 1 4 16 64] [--methods upper_bound ... arl noisy_arl]
+       [--set train.batch_size=32 ...] [--row-params maxent_arl.client_lr=1e-3 ...]
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from bench_compare import comparison_rows  # the sibling script: benchmarks/ is on sys.path
+
+# The sibling script: benchmarks/ is on sys.path.
+from bench_compare import (
+    add_size_arguments,
+    chosen_rows,
+    comparison_rows,
+    row_key,
+    with_row_params,
+)
 
 from noisyarl.attacks.suite import (
     ATTACKER_COLUMNS,
@@ -32,7 +41,7 @@ from noisyarl.attacks.suite import (
     attacker_rows,
     query_table_rows,
 )
-from noisyarl.config import CompareEntry, load_config
+from noisyarl.config import load_config
 from noisyarl.evaluation.report import format_table
 from noisyarl.runners.compare import run_comparison
 from noisyarl.runners.result import RunResult
@@ -66,25 +75,19 @@ IDENTITY_COLUMNS = [
 ]
 
 
-def row_key(entry: CompareEntry) -> str:
-    """The ``--methods`` name of a compare row: its defence, ``arl`` for noisy ARL at σ = 0."""
-    method = entry.method
-    return "arl" if method.name == "noisy_arl" and method.sigma == 0 else method.name
-
-
 def bench_config(data_root: Path, args: argparse.Namespace):
     """CONFIG at benchmark size with the worst-case suite: its ``compare:`` rows chosen by
-    ``--methods``, rows with noise (σ > 0) at ``--sigma``."""
+    ``--methods`` (in that order), rows with noise (σ > 0) at ``--sigma``."""
     config = load_config(CONFIG, [
         f"data.root={data_root}", f"data.image_size={args.image_size}", "data.cache_dir=null",
         f"train.epochs={args.epochs}", f"attacks.leakage.epochs={args.attack_epochs}",
         f"attacks.reconstruction.epochs={args.reconstruction_epochs}",
         "attacks.suite=worst_case", f"attacks.worst_case.queries={args.queries}",
         f"attacks.worst_case.identity_epochs={args.identity_epochs}", "train.progress=false",
+        *args.set,
     ])
-    chosen = set(args.methods)
-    compare = [entry for entry in comparison_rows(args.sigma, CONFIG)
-               if row_key(entry) in chosen]
+    compare = chosen_rows(with_row_params(comparison_rows(args.sigma, CONFIG), args.row_params),
+                          args.methods)
     return dataclasses.replace(config, compare=compare)
 
 
@@ -156,15 +159,17 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=9.0)
     parser.add_argument("--queries", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--methods", nargs="+", choices=row_keys, default=row_keys,
-                        help="rows to run (default all; arl is noisy_arl with σ = 0)")
+                        help="rows to run, in this order (default all; arl: noisy_arl, σ = 0)")
+    add_size_arguments(parser)
     args = parser.parse_args()
     started = time.perf_counter()
     header = (f"# Worst-case privacy benchmark\n\n{platform.machine()}, torch "
               f"{torch.__version__}, {torch.get_num_threads()} threads, CPU; "
               f"{datetime.now(timezone.utc):%Y-%m-%d}; {args.num_images} generated faces at "
               f"{args.image_size} px, {args.epochs} training epochs, {args.attack_epochs} "
-              f"attack epochs, {args.reconstruction_epochs} reconstruction epochs, "
-              f"{args.identity_epochs} metric-head epochs, σ = {args.sigma:g}.")
+              f"attack epochs (ceilings), {args.reconstruction_epochs} reconstruction epochs, "
+              f"{args.identity_epochs} metric-head epochs, σ = {args.sigma:g}; overrides "
+              f"{' '.join(args.set) or 'none'}; row params {' '.join(args.row_params) or 'none'}.")
     data_root = args.out / "data"
     ensure_celeba(data_root, SynthConfig(num_images=args.num_images, image_size=args.image_size,
                                          seed=0))

@@ -7,12 +7,15 @@ noise module adds σ·ε to its output, not only an ``Obfuscator``.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 from torch import nn
 
+from noisyarl.attacks.base import LearningCurve
+from noisyarl.attacks.multi_query import QueryRow
 from noisyarl.attacks.suite import near_duplicate_check
 from noisyarl.attacks.view import AveragedClient, ZView, queries_differ
 from noisyarl.data.base import ImageSplit
@@ -175,3 +178,15 @@ def test_a_one_level_pixel_change_gets_new_keyed_noise():
     assert image_seed(b"key", image) != image_seed(b"key", changed)
     report = near_duplicate_check(_keyed(b"key"), ImageSplit(images=_images(count=6), labels={}))
     assert report["share_with_new_noise"] == 1.0
+
+
+def test_a_query_row_round_trips_with_its_learning_curves():
+    curve = LearningCurve(records=[{"epoch": 1, "valid": 60.0, "valid_loss": 0.7,
+                                    "train_loss": 0.8, "lr": 1e-3}], best_epoch=1, ceiling=5)
+    row = QueryRow(queries=4, privacy=61.0, privacy_paper=62.0, privacy_chance=55.0,
+                   privacy_learned=True, leakage_epochs=1, leakage_curve=curve)
+    again = QueryRow.from_dict(json.loads(json.dumps(row.to_dict())))
+    assert again == row
+    assert again.curves() == {"leakage": curve}
+    older = {key: value for key, value in row.to_dict().items() if not key.endswith("_curve")}
+    assert QueryRow.from_dict(older).curves() == {}  # a run written before curves were kept

@@ -50,7 +50,15 @@ def test_a_worst_case_run_reports_both_protocols(worst_case_run):
     assert "worst-case privacy ↓" in report and "## Worst-case privacy" in report
     assert result.fresh[0].psnr is None  # reconstruction switched off
     assert "Multi-query averaging" in report and "Identity leakage" in report
-    assert (run_dir / "attacks" / "curves" / "worst_case_linear.png").stat().st_size > 0
+    curves = run_dir / "attacks" / "curves"
+    assert (curves / "worst_case_linear.png").stat().st_size > 0
+    # Every attacker the suite trained leaves its curve; repeated (identical-query) rows do not.
+    saved = read_json(curves / "worst_case_k4_fresh_leakage.json")
+    assert saved == result.fresh[1].leakage_curve.to_dict()
+    assert (curves / "worst_case_k4_fresh_leakage.png").stat().st_size > 0
+    assert (curves / "worst_case_k1_keyed_leakage.json").is_file()
+    assert not (curves / "worst_case_k4_keyed_leakage.json").exists()
+    assert (curves / "worst_case_identity.png").stat().st_size > 0
     row = RunResult.from_metrics(metrics).row("noisy ARL")
     assert row["privacy"] == metrics["privacy"]
     assert row["privacy_worst_case"] == metrics["privacy_worst_case"]

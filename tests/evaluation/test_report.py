@@ -9,13 +9,19 @@ import math
 from noisyarl.evaluation.report import (
     MISSING,
     PAPER_COLUMNS,
-    RESULT_COLUMNS,
     format_table,
     write_report,
     write_summary,
 )
 
 COLUMNS = [("method", "method", "{}"), ("sigma", "σ", "{:g}"), ("delta", "Δ", "{:.2f}")]
+
+REPORT_COLUMNS = [
+    ("method", "method", "{}"), ("split", "K", "{}"), ("sigma", "σ", "{:g}"),
+    ("client_gflops", "client GFLOPs", "{:.3f}"), ("utility", "utility ↑", "{:.2f}"),
+    ("privacy", "privacy ↓", "{:.2f}"), ("delta", "Δ ↑ (pp)", "{:.2f}"),
+    ("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),
+]
 
 ROWS = [
     {"method": "RN18 (upper bound)", "split": 0, "sigma": 0.0, "client_gflops": 3.6,
@@ -79,7 +85,7 @@ def test_write_report_has_table_images_paper_rows_and_notes(tmp_path):
               "method": "NoisyARL", "split": "3", "sigma": "960", "privacy": "20.68",
               "utility": "52.64", "delta": "31.96", "utility_metric": "accuracy"}]
 
-    path = write_report(tmp_path, "noisyarl run", ROWS,
+    path = write_report(tmp_path, "noisyarl run", ROWS, REPORT_COLUMNS,
                         images={"Reconstructions (originals on top)": grid},
                         notes=["Device: cpu; noise on"], paper_rows=paper)
 
@@ -87,7 +93,7 @@ def test_write_report_has_table_images_paper_rows_and_notes(tmp_path):
     assert path == tmp_path / "report.md"
     assert text.startswith("# noisyarl run\n")
     lines = text.splitlines()
-    result_header = lines.index(format_table([], RESULT_COLUMNS).splitlines()[0])
+    result_header = lines.index(format_table([], REPORT_COLUMNS).splitlines()[0])
     assert _cells(lines[result_header + 3]) == [
         "noisy ARL", "3", "960", "1.905", "52.64", "20.68", "31.96", "14.14", "0.351"]
     assert format_table(paper, PAPER_COLUMNS) in text
@@ -97,7 +103,7 @@ def test_write_report_has_table_images_paper_rows_and_notes(tmp_path):
 
 
 def test_write_report_leaves_out_empty_sections(tmp_path):
-    text = write_report(tmp_path, "t", ROWS).read_text(encoding="utf-8")
+    text = write_report(tmp_path, "t", ROWS, COLUMNS).read_text(encoding="utf-8")
     for heading in ("## Paper reference", "## Figures", "## Notes"):
         assert heading not in text
     assert "## Results" in text

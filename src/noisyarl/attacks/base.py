@@ -30,7 +30,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from noisyarl.utils.progress import progress
 
 #: Relative decrease of the validation loss that counts as an improvement.
 LOSS_TOLERANCE = 1e-3
@@ -128,8 +129,8 @@ def fit_until_plateau(
     best_loss = math.inf
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
-    for epoch in tqdm(range(1, ceiling + 1), desc=desc, disable=not settings.progress,
-                      leave=False):
+    for epoch in progress(range(1, ceiling + 1), desc=desc, enabled=settings.progress,
+                          leave=False):
         record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
                   "train_loss": float(train_epoch(epoch)), **validate(epoch)}
         curve.records.append(record)

@@ -9,13 +9,13 @@ improving, and scored on k-averaged z (:func:`run_multi_query`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
-from noisyarl.attacks.base import AttackSettings
+from noisyarl.attacks.base import AttackSettings, LearningCurve
 from noisyarl.attacks.leakage import LeakageResult, run_leakage_attack
 from noisyarl.attacks.reconstruction import ReconstructionResult, run_reconstruction_attack
 from noisyarl.attacks.view import AttackTarget, queries_differ
@@ -30,6 +30,8 @@ class QueryRow:
     and whether the attacker beat it; psnr / ssim (None without the reconstruction attack)
     beside psnr_baseline (mean training image); identical_queries: two queries of an image
     give the same z (a deterministic client or keyed noise), so averaging changes nothing.
+    leakage_curve / reconstruction_curve: the two attackers' learning curves (None for a row
+    read from a run that predates them, and for a row without the reconstruction attack).
     """
 
     queries: int
@@ -43,25 +45,43 @@ class QueryRow:
     psnr_baseline: float | None = None
     reconstruction_epochs: int | None = None
     identical_queries: bool = False
+    leakage_curve: LearningCurve | None = field(default=None, repr=False)
+    reconstruction_curve: LearningCurve | None = field(default=None, repr=False)
 
     @classmethod
     def measured(cls, queries: int, leakage: LeakageResult,
                  reconstruction: ReconstructionResult | None) -> QueryRow:
         row = cls(queries=queries, privacy=leakage.test, privacy_paper=leakage.paper,
                   privacy_chance=leakage.chance.chance, privacy_learned=leakage.chance.learned,
-                  leakage_epochs=leakage.curve.epochs_run)
+                  leakage_epochs=leakage.curve.epochs_run, leakage_curve=leakage.curve)
         if reconstruction is not None:
             row = replace(row, psnr=reconstruction.psnr, ssim=reconstruction.ssim,
                           psnr_baseline=reconstruction.baseline.psnr,
-                          reconstruction_epochs=reconstruction.curve.epochs_run)
+                          reconstruction_epochs=reconstruction.curve.epochs_run,
+                          reconstruction_curve=reconstruction.curve)
         return row
 
+    def curves(self) -> dict[str, LearningCurve]:
+        """The row's learning curves by attack name (``leakage``, ``reconstruction``)."""
+        named = {"leakage": self.leakage_curve, "reconstruction": self.reconstruction_curve}
+        return {name: curve for name, curve in named.items() if curve is not None}
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        for key in CURVE_KEYS:
+            curve = getattr(self, key)
+            values[key] = curve.to_dict() if curve is not None else None
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> QueryRow:
-        return cls(**values)
+        curves = {key: LearningCurve.from_dict(values[key]) for key in CURVE_KEYS
+                  if values.get(key) is not None}
+        return cls(**{**values, **curves})
+
+
+#: The fields of :class:`QueryRow` that hold a :class:`LearningCurve`.
+CURVE_KEYS = ("leakage_curve", "reconstruction_curve")
 
 
 def run_multi_query(

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from tqdm import tqdm
 
 from noisyarl.data.base import DatasetError, ImageSplit, LabelInfo
+from noisyarl.utils.progress import progress as progress_bar
 
 CACHE_FORMAT = 1
 
@@ -57,7 +57,7 @@ def decode_split(
     """
     count = len(dataset)
     images = torch.empty((count, 3, dataset.image_size, dataset.image_size), dtype=torch.uint8)
-    bar = tqdm(total=count, desc="decoding images", unit="img", disable=not progress)
+    bar = progress_bar(total=count, desc="decoding images", unit="img", enabled=progress)
     with bar:
         for index, image in enumerate(_decoded_images(dataset, num_workers)):
             if image.shape != images.shape[1:] or image.dtype != torch.uint8:

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from noisyarl.builders import untrained_defence
 from noisyarl.deploy.export import client_for_export, onnx_bytes
 from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.methods import METHODS
+from noisyarl.utils.progress import progress as progress_bar
 
 BACKENDS = ("eager", "channels_last", "onnxruntime")
 
@@ -135,7 +135,7 @@ def measure_latency(
     shape = (3, image_size, image_size)
     jobs = [(name, backend, batch) for name in clients for backend in backends
             for batch in batch_sizes]
-    for name, backend, batch in tqdm(jobs, desc="latency", disable=not progress, leave=False):
+    for name, backend, batch in progress_bar(jobs, desc="latency", enabled=progress, leave=False):
         client = client_for_export(clients[name])
         flops = measure_client_cost(client, shape).flops * batch
         images = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0))

@@ -24,19 +24,6 @@ Column = tuple[str, str, str]
 #: Shown for a missing value (key absent, ``None``, empty string or NaN).
 MISSING = "—"
 
-#: Columns of the results table in ``report.md``. Accuracies in percent; MSE for regression.
-RESULT_COLUMNS: list[Column] = [
-    ("method", "method", "{}"),
-    ("split", "K", "{}"),
-    ("sigma", "σ", "{:g}"),
-    ("client_gflops", "client GFLOPs", "{:.3f}"),
-    ("utility", "utility ↑", "{:.2f}"),
-    ("privacy", "privacy ↓", "{:.2f}"),
-    ("delta", "Δ ↑ (pp)", "{:.2f}"),
-    ("psnr", "PSNR (dB)", "{:.2f}"),
-    ("ssim", "SSIM", "{:.3f}"),
-]
-
 #: Columns for rows of ``reference/paper_tables.csv`` (values may be strings from a CSV reader).
 PAPER_COLUMNS: list[Column] = [
     ("table", "table", "{}"),
@@ -131,14 +118,15 @@ def write_report(
     out_dir: str | Path,
     title: str,
     summary_rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[Column],
     images: Mapping[str, str | Path] | None = None,
     notes: Sequence[str] | None = None,
     paper_rows: Sequence[Mapping[str, Any]] | None = None,
-    columns: Sequence[Column] = RESULT_COLUMNS,
 ) -> Path:
     """Write ``out_dir/report.md`` and return its path.
 
-    Sections: the results table (``columns``, default :data:`RESULT_COLUMNS`), the paper's
+    Sections: the results table (``columns``: the caller's, e.g.
+    :data:`noisyarl.runners.result.SUMMARY_COLUMNS`), the paper's
     reference rows if given (:data:`PAPER_COLUMNS`; for orientation, not expected values), the
     images (``{caption: PNG path}``, embedded with paths relative to ``out_dir``) and the notes
     (device, noise on/off, ...).
@@ -203,7 +191,6 @@ def _link(out_dir: Path, path: str | Path) -> str:
 __all__ = [
     "MISSING",
     "PAPER_COLUMNS",
-    "RESULT_COLUMNS",
     "Column",
     "format_cell",
     "format_table",

@@ -501,9 +501,7 @@ def _worst_case_stage(setup: ExperimentSetup, target: AttackTarget, key: dict[st
         result = run_worst_case(setup.defence, target, setup.utility, suite,
                                 test_utility=test_utility, paper_leakage=leakage,
                                 paper_reconstruction=reconstruction)
-        for name, attacker in result.attackers.items():
-            _save_curve(setup, f"worst_case_{name}", attacker.curve, attacker.chance.chance,
-                        f"{name} attacker ({setup.private.label})", setup.private.metric_name)
+        _save_worst_case_curves(setup, result)
         return result.to_dict()
 
     stage_settings = {**key, "worst_case": asdict(worst), "suite": {
@@ -521,7 +519,34 @@ def settings_key(settings: AttackSettings | None) -> dict[str, Any] | None:
     return None if settings is None else asdict(replace(settings, progress=False))
 
 
-def _save_curve(setup: ExperimentSetup, name: str, curve: LearningCurve, chance: float,
+def _save_worst_case_curves(setup: ExperimentSetup, result: WorstCaseResult) -> None:
+    """The learning curve of every attacker the worst-case suite trained."""
+    private = setup.private
+    for name, attacker in result.attackers.items():
+        _save_curve(setup, f"worst_case_{name}", attacker.curve, attacker.chance.chance,
+                    f"{name} attacker ({private.label})", private.metric_name)
+    tables = [("fresh", result.fresh), ("keyed", result.keyed.rows if result.keyed else [])]
+    for noise, rows in tables:
+        for row in rows:
+            if row.identical_queries and row.queries > 1:
+                continue  # the k = 1 row's attackers, repeated
+            for attack, curve in row.curves().items():
+                name = f"worst_case_k{row.queries}_{noise}_{attack}"
+                title = f"{attack}, mean of {row.queries} {noise}-noise queries"
+                if attack == "leakage":
+                    _save_curve(setup, name, curve, row.privacy_chance,
+                                f"{title} ({private.label})", private.metric_name)
+                else:
+                    _save_curve(setup, name, curve, None, title, "validation MSE",
+                                higher_is_better=False)
+    if result.identity is not None:
+        _save_curve(setup, "worst_case_identity", result.identity.curve,
+                    result.identity.nearest_neighbour["top1_chance"],
+                    "re-identification metric head", "top-1 rate",
+                    chance_label="chance (test split)")
+
+
+def _save_curve(setup: ExperimentSetup, name: str, curve: LearningCurve, chance: float | None,
                 title: str, score_name: str, *, higher_is_better: bool = True,
                 chance_label: str = "chance (test majority rate)") -> None:
     """``attacks/curves/NAME.json`` and ``.png``: an attacker's learning curve (rank 0)."""

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from tqdm import tqdm
+from noisyarl.utils.progress import progress
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -99,7 +99,7 @@ def with_progress(
     size: images in one result (default 1 each, e.g. ``len`` for a batch of images).
     enabled: False draws no bar.
     """
-    with tqdm(total=total, desc=desc, disable=not enabled, unit="img") as bar:
+    with progress(total=total, desc=desc, enabled=enabled, unit="img") as bar:
         for result in results:
             bar.update(1 if size is None else size(result))
             yield result

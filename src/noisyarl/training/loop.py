@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from noisyarl.data.augment import iterate_batches
 from noisyarl.data.base import ImageSplit
@@ -43,6 +42,7 @@ from noisyarl.runtime.distributed import (
     rank_seed,
 )
 from noisyarl.training.checkpoint import DamagedCheckpointError, load_checkpoint, save_checkpoint
+from noisyarl.utils.progress import progress
 from noisyarl.utils.seeding import epoch_generator
 
 #: Files of a checkpoint directory: the whole state after the last completed epoch (for
@@ -141,8 +141,8 @@ def train_one_epoch(
     )
     total = len(split) // settings.batch_size if len(split) > settings.batch_size else 1
     epoch_log, window = ScalarLog(env), ScalarLog(env)
-    bar = tqdm(batches, total=total, desc=f"epoch {epoch}",
-               disable=not (settings.progress and env.is_main), leave=False)
+    bar = progress(batches, total=total, desc=f"epoch {epoch}",
+                   enabled=settings.progress and env.is_main, leave=False)
     for step, (images, labels) in enumerate(bar, start=1):
         values = defence.train_step(
             images, labels[utility.label].to(context.device),
@@ -152,7 +152,7 @@ def train_one_epoch(
         window.add(values, images.shape[0])
         if step % settings.log_every == 0:
             means = window.means()
-            bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
+            bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
             if writer is not None:
                 global_step = (epoch - 1) * total + step
                 for key, value in means.items():
