@@ -28,7 +28,7 @@ def _write(tmp_path, values) -> Path:
 def _config(root, **method) -> dict:
     return {
         "name": "cli",
-        "data": {"dataset": "celeba", "root": str(root), "image_size": 32},
+        "data": {"dataset": "celeba", "root": str(root), "image_size": 40},
         "tasks": {"utility": {"label": "Smiling"}, "private": {"label": "Male"}},
         "method": {"name": "noisy_arl", **method},
     }

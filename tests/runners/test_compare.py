@@ -21,7 +21,7 @@ ROWS = [
 def _config(root, compare):
     return config_from_dict({
         "name": "cmp",
-        "data": {"dataset": "celeba", "root": str(root), "image_size": 32},
+        "data": {"dataset": "celeba", "root": str(root), "image_size": 40},
         "tasks": {"utility": {"label": "Smiling"}, "private": {"label": "Male"}},
         "train": {"epochs": 1, "batch_size": 32, "progress": False},
         "attacks": {"leakage": {"epochs": 1, "batch_size": 32},

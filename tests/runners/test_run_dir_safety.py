@@ -28,10 +28,10 @@ from noisyarl.utils.io import DiskFullError, atomic_torch_save, atomic_write_byt
 
 
 def _values(root, **sections) -> dict:
-    """A one-epoch noisy-ARL run (σ = 1) on 64/32/32 images of 32 px, leakage attack only."""
+    """A one-epoch noisy-ARL run (σ = 1) on 64/32/32 images of 40 px, leakage attack only."""
     values = {
         "name": "safety",
-        "data": {"dataset": "celeba", "root": str(root), "image_size": 32, "max_train": 64,
+        "data": {"dataset": "celeba", "root": str(root), "image_size": 40, "max_train": 64,
                  "max_valid": 32, "max_test": 32},
         "tasks": {"utility": {"label": "Smiling"}, "private": {"label": "Male"}},
         "method": {"name": "noisy_arl", "split": 2, "sigma": 1.0},

@@ -160,7 +160,7 @@ def _torchrun_config(root) -> dict:
     return {
         "name": "ddp",
         "seed": 5,
-        "data": {"dataset": "celeba", "root": str(root), "image_size": 32, "max_train": 128},
+        "data": {"dataset": "celeba", "root": str(root), "image_size": 40, "max_train": 128},
         "tasks": {"utility": {"label": "Smiling"}, "private": {"label": "Male"}},
         "method": {"name": "noisy_arl", "split": 2, "sigma": 0.5},
         "train": {"epochs": 1, "batch_size": 32, "progress": False, "device": "cpu"},

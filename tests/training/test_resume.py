@@ -207,7 +207,7 @@ def test_an_interrupted_comparison_resumes_without_touching_its_finished_run(
 def test_a_resumed_sweep_reuses_its_finished_runs_untouched(tiny_celeba_root, tmp_path):
     values = _compare_config(tiny_celeba_root)
     values.pop("compare")
-    values["data"].update(image_size=32, max_train=64, max_valid=32, max_test=32)
+    values["data"].update(image_size=40, max_train=64, max_valid=32, max_test=32)
     config = config_from_dict(values)
     out = tmp_path / "sweep"
     first = run_sigma_sweep(config, out, [0.0])
