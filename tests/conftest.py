@@ -12,7 +12,10 @@ from noisyarl.synthetic.faces import SynthConfig, write_celeba, write_fairface
 from noisyarl.synthetic.objects import write_cifar10
 
 # The suite runs on two pytest-xdist workers (pyproject's addopts), one thread each, on the
-# 2-core CI machine; a single process (-n 0) takes both cores.
+# 2-core CI machine; a single process (-n 0) takes both cores. Processes a test starts (the
+# CLI, torchrun, the service) inherit the worker's one thread through OMP_NUM_THREADS.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 

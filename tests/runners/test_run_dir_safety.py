@@ -98,8 +98,8 @@ def test_a_finished_run_keeps_the_weights_but_not_the_resume_state(finished_run)
     assert not (checkpoints / "last.pt").exists()  # weights + optimiser states, 3x best.pt
     assert "optimizers" not in load_checkpoint(checkpoints / "best.pt")
     metrics = read_json(finished_run / "metrics.json")
-    assert metrics["stem"] == "cifar" and metrics["split_seed"] == 0  # 32 px: CIFAR stem
-    assert "ResNet stem: cifar" in (finished_run / "report.md").read_text()
+    assert metrics["stem"] == "imagenet" and metrics["split_seed"] == 0  # 40 px
+    assert "ResNet stem: imagenet" in (finished_run / "report.md").read_text()
 
 
 # --- a run directory's config changes only on an explicit --resume --------------------------
