@@ -95,7 +95,7 @@ from noisyarl.utils.io import (
     to_json_value,
     write_json,
 )
-from noisyarl.utils.seeding import seed_everything
+from noisyarl.utils.seeding import PHASE_OFFSETS, seed_everything
 
 
 @dataclass
@@ -242,6 +242,9 @@ def attack(setup: ExperimentSetup) -> AttackOutcome:
     started = time.perf_counter()
     key = stage_key(setup.config, setup.defence)
     target = attack_target(setup)
+    # The test noise draws of the utility head come from their own seed, so a resumed run
+    # (which skips training) scores utility exactly as an uninterrupted one.
+    torch.manual_seed(setup.config.seed + PHASE_OFFSETS["utility_test"])
     utility = test_draws(target.view, setup.defence.utility_head, setup.splits["test"],
                          setup.utility, attack_settings(setup, setup.config.attacks.leakage))
     leakage = _leakage_stage(setup, target, key)

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 #: Offsets that give each phase of a run its own reproducible random stream.
-PHASE_OFFSETS = {"train": 0, "leakage": 1_000_003, "reconstruction": 2_000_003}
+PHASE_OFFSETS = {"train": 0, "leakage": 1_000_003, "reconstruction": 2_000_003,
+                 "utility_test": 3_000_017}
 
 
 def seed_everything(seed: int) -> None:
