@@ -32,8 +32,9 @@ COLUMNS = [
     ("utility", "utility ↑", "{:.2f}"), ("utility_chance", "utility chance", "{:.2f}"),
     ("privacy", "privacy ↓ (valid-selected)", "{:.2f}"),
     ("privacy_chance", "privacy chance", "{:.2f}"), ("delta", "Δ ↑ (pp)", "{:.2f}"),
-    ("h_sd_first", "SD(h) epoch 1", "{:.3g}"), ("h_sd", "SD(h) last epoch", "{:.3g}"),
-    ("h_rms", "RMS(h) last", "{:.3g}"), ("sigma_eff", "σ_eff (test)", "{:.3g}"),
+    ("h_sd_first", "SD(h) epoch 1", "{:.3g}"), ("h_sd_last", "SD(h) last epoch", "{:.3g}"),
+    ("h_sd_test", "SD(h) test", "{:.3g}"), ("h_rms_test", "RMS(h) test", "{:.3g}"),
+    ("sigma_eff", "σ_eff (test)", "{:.3g}"),
     ("status", "status", "{}"),
 ]
 
@@ -72,8 +73,10 @@ def main() -> None:
             run_dir = args.out / "runs" / f"sigma{sigma:g}-normalize{normalize}"
             metrics = run_experiment(config, run_dir, resume=True, splits=splits)
             result = RunResult.from_metrics(metrics)
-            rows.append({**result.row(), "normalize": normalize,
-                         "h_sd_first": metrics["history"][0]["h_sd"]})
+            history = metrics["history"]
+            rows.append({**result.row(), "normalize": normalize, "h_sd_test": result.h_sd,
+                         "h_rms_test": result.h_rms, "h_sd_first": history[0]["h_sd"],
+                         "h_sd_last": history[-1]["h_sd"]})
     table = format_table(rows, COLUMNS)
     header = (f"# Normalised noise module: {platform.machine()}, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, CPU; {args.num_images} faces at "
