@@ -187,7 +187,9 @@ def main() -> None:
     summary["seconds"] = time.perf_counter() - started
     text = render(summary, header) + f"\nTotal {summary['seconds']:.0f} s.\n"
     atomic_write_text(args.out / "worst_case.md", text)
-    write_json(args.out / "worst_case.json", summary)
+    write_json(args.out / "worst_case.json", {**summary, "queries": {
+        method: {"table": figures["table"], "keyed": figures["keyed"].to_dict()}
+        for method, figures in summary["queries"].items()}})
     print("\n" + text)
 
 
