@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from noisyarl.builders import load_data
-from noisyarl.config import ConfigError, config_from_dict
+from noisyarl.config import ConfigError, apply_overrides, config_from_dict, load_config
 from noisyarl.runners.demo import DemoPlan, run_demo
 from noisyarl.runners.experiment import run_experiment
 
@@ -131,3 +131,16 @@ def test_a_run_saves_each_attack_curve_and_reports_chance_and_signal(tiny_run_di
     assert metrics["utility"] == pytest.approx(sum(metrics["utility_draws"]) / 5)
     assert all({"h_rms", "h_sd", "sigma_eff"} <= set(epoch) for epoch in metrics["history"])
     assert "learning curve" in (tiny_run_dir / "report.md").read_text()
+
+
+def test_a_resumed_run_scores_utility_on_the_same_noise_draws(tiny_run_dir, tmp_path):
+    """The demo reuses the sweep's finished runs by resuming them: training is skipped, so the
+    utility head's test noise must not depend on what ran before it."""
+    config = apply_overrides(load_config(tiny_run_dir / "config.yaml"),
+                             ["method.sigma=4", "attacks.reconstruction.enabled=false"])
+    run_dir = tmp_path / "run"
+    first = run_experiment(config, run_dir)
+    (run_dir / "metrics.json").unlink()  # the attack stage runs again, training does not
+    again = run_experiment(config, run_dir, resume=True)
+    assert len(set(first["utility_draws"])) > 1  # a noisy client: the draws differ
+    assert again["utility_draws"] == first["utility_draws"]
