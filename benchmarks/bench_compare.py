@@ -85,7 +85,7 @@ def with_row_params(entries: list[CompareEntry], specs: list[str]) -> list[Compa
             if entry.method.name in changes else entry for entry in entries]
 
 
-def add_size_arguments(parser: argparse.ArgumentParser) -> None:
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
     """The options both comparison benchmarks share: config overrides and row params."""
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. train.batch_size=32")
@@ -134,7 +134,7 @@ def main() -> None:
                         choices=["upper_bound", "maxent_arl", "deep_obfuscator", "disco", "arl",
                                  "noisy_arl"],
                         help="rows to run, in this order (default: the config's, all)")
-    add_size_arguments(parser)
+    add_override_arguments(parser)
     args = parser.parse_args()
     print(f"# {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
           "threads, CPU")

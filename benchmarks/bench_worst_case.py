@@ -27,7 +27,7 @@ import torch
 
 # The sibling script: benchmarks/ is on sys.path.
 from bench_compare import (
-    add_size_arguments,
+    add_override_arguments,
     chosen_rows,
     comparison_rows,
     row_key,
@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--methods", nargs="+", choices=row_keys, default=row_keys,
                         help="rows to run, in this order (default all; arl: noisy_arl, σ = 0)")
-    add_size_arguments(parser)
+    add_override_arguments(parser)
     args = parser.parse_args()
     started = time.perf_counter()
     header = (f"# Worst-case privacy benchmark\n\n{platform.machine()}, torch "

@@ -57,6 +57,7 @@ def test_a_worst_case_run_reports_both_protocols(worst_case_run):
     assert saved == result.fresh[1].leakage_curve.to_dict()
     assert (curves / "worst_case_k4_fresh_leakage.png").stat().st_size > 0
     assert (curves / "worst_case_k1_keyed_leakage.json").is_file()
+    assert not (curves / "worst_case_k1_fresh_leakage.json").exists()  # = leakage.json
     assert not (curves / "worst_case_k4_keyed_leakage.json").exists()
     assert (curves / "worst_case_identity.png").stat().st_size > 0
     row = RunResult.from_metrics(metrics).row("noisy ARL")

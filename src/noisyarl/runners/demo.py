@@ -61,7 +61,7 @@ class DemoPlan:
     channels_last: bool = True
 
 
-# Sizes chosen on 2 CPU cores (benchmarks/RESULTS.md, "The demo"): every row learns (its
+# Sizes chosen on 2 CPU cores (benchmarks/RESULTS.md, "The demo, re-sized"): every row learns (its
 # utility head and attackers beat their majority rates) and the attackers stop on their
 # plateau (a 40 px / 2,000-face trial left rows that could not be ranked; at 32 px and below
 # the ResNet's CIFAR stem keeps full resolution, 16x the work per image).

@@ -28,6 +28,7 @@ import torch
 
 from noisyarl.attacks.base import AttackSettings, LearningCurve
 from noisyarl.attacks.leakage import ChanceFigures, LeakageAttack, LeakageResult, test_draws
+from noisyarl.attacks.multi_query import QueryRow
 from noisyarl.attacks.reconstruction import (
     ReconstructionAttack,
     ReconstructionResult,
@@ -533,6 +534,8 @@ def _save_worst_case_curves(setup: ExperimentSetup, result: WorstCaseResult) -> 
         for row in rows:
             if row.identical_queries and row.queries > 1:
                 continue  # the k = 1 row's attackers, repeated
+            if noise == "fresh" and row.queries == 1 and _reuses_paper_attackers(result, row):
+                continue  # the paper protocol's attackers: leakage.json, reconstruction.json
             for attack, curve in row.curves().items():
                 name = f"worst_case_k{row.queries}_{noise}_{attack}"
                 title = f"{attack}, mean of {row.queries} {noise}-noise queries"
@@ -547,6 +550,13 @@ def _save_worst_case_curves(setup: ExperimentSetup, result: WorstCaseResult) -> 
                     result.identity.nearest_neighbour["top1_chance"],
                     "re-identification metric head", "top-1 rate",
                     chance_label="chance (test split)")
+
+
+def _reuses_paper_attackers(result: WorstCaseResult, row: QueryRow) -> bool:
+    """Whether a fresh-noise k = 1 row reuses the paper protocol's proxy attacker (its curves
+    are saved once, as ``leakage`` and ``reconstruction``)."""
+    proxy = result.attackers.get("proxy")
+    return proxy is not None and row.leakage_curve == proxy.curve
 
 
 def _save_curve(setup: ExperimentSetup, name: str, curve: LearningCurve, chance: float | None,
