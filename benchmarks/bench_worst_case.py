@@ -105,7 +105,7 @@ def summarise(out: Path, rows: list[dict]) -> dict:
     suite (:class:`WorstCaseResult`)."""
     summary = {"rows": [], "attackers": [], "identity": [], "queries": {}}
     for row in rows:
-        result = RunResult.load(out / "runs" / row["run"])
+        result = RunResult.load(out / "runs" / row["runs"][0])
         worst = WorstCaseResult.from_dict(result.worst_case_suite)
         summary["rows"].append({
             **result.row(row["method"]),

@@ -114,3 +114,24 @@ def test_sweep_rejects_a_negative_or_non_finite_sigma_on_the_command_line(tmp_pa
         main(["sweep", str(path), "--sigma", "1", sigma])
     assert exit_info.value.code == 2
     assert f"expected a finite number >= 0, got {sigma}" in capsys.readouterr().err
+
+
+def test_run_with_seeds_trains_one_run_per_seed_and_reports_intervals(tiny_celeba_root,
+                                                                     tmp_path, capsys):
+    values = _config(tiny_celeba_root, split=2, sigma=1.0)
+    values["train"] = {"epochs": 1, "batch_size": 32, "progress": False}
+    values["data"].update(max_train=64, max_valid=32, max_test=32)
+    values["attacks"] = {"leakage": {"epochs": 1, "batch_size": 32},
+                         "reconstruction": {"enabled": False}}
+    out = tmp_path / "seeds"
+    assert main(["run", str(_write(tmp_path, values)), "--seeds", "3", "4", "--out",
+                 str(out)]) == 0
+    assert (out / "seed3" / "metrics.json").is_file() and (out / "seed4" / "metrics.json").is_file()
+    summary = (out / "summary.md").read_text()
+    assert "utility ↑ ± 95 % CI" in summary and " ± " in summary.splitlines()[-1]
+    assert "Student-t interval over 2 seeds (3, 4)" in (out / "report.md").read_text()
+
+
+def test_a_repeated_seed_exits_2(tmp_path, capsys):
+    assert main(["run", str(_write(tmp_path, _config(tmp_path))), "--seeds", "1", "1"]) == 2
+    assert "seeds: must not repeat a seed" in capsys.readouterr().err

@@ -106,13 +106,27 @@ def _data_info(args: argparse.Namespace) -> None:
     print(describe_dataset(args.dataset, args.root, args.image_size))
 
 
-def _run(args: argparse.Namespace) -> None:
+def _load_config(args: argparse.Namespace):
+    """The config file with ``--set`` overrides and ``--seeds`` applied."""
     from noisyarl.config import load_config
+
+    seeds = [f"seeds={list(args.seeds)}"] if args.seeds else []
+    return load_config(args.config, [*args.set, *seeds])
+
+
+def _run(args: argparse.Namespace) -> None:
     from noisyarl.evaluation.report import format_table
     from noisyarl.runners.experiment import run_experiment
     from noisyarl.runners.result import SUMMARY_COLUMNS, RunResult
+    from noisyarl.runners.seeds import run_over_seeds
 
-    config = load_config(args.config, args.set)
+    config = _load_config(args)
+    if len(config.run_seeds()) > 1:
+        out = args.out or Path("runs") / f"{config.name}-{config.method.name}-seeds"
+        _check_output_dir(out, "--out")
+        run_over_seeds(config, out, resume=args.resume)
+        return
+    config = config.with_seed(config.run_seeds()[0])
     # run_experiment's default run directory, checked like an explicit --out
     _check_output_dir(args.out or Path("runs") / config.run_name(), "--out")
     metrics = run_experiment(config, args.out, resume=args.resume)
@@ -120,20 +134,18 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from noisyarl.config import load_config
     from noisyarl.runners.compare import run_comparison
 
-    config = load_config(args.config, args.set)
+    config = _load_config(args)
     out = args.out or f"runs/compare-{config.name}"
     _check_output_dir(out, "--out")
     run_comparison(config, out, resume=args.resume)
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from noisyarl.config import load_config
     from noisyarl.runners.sweep import run_sigma_sweep
 
-    config = load_config(args.config, args.set)
+    config = _load_config(args)
     out = args.out or f"runs/sweep-{config.name}"
     _check_output_dir(out, "--out")
     run_sigma_sweep(config, out, args.sigma, resume=args.resume,
@@ -280,6 +292,10 @@ def _config_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
                         help="continue interrupted runs (finished ones are reused)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    parser.add_argument("--seeds", type=_int_at_least(0), nargs="+", default=None,
+                        metavar="SEED",
+                        help="train every run once per seed and report mean ± 95 %% interval "
+                             "(overrides the config's seeds:)")
 
 
 def build_parser() -> argparse.ArgumentParser:

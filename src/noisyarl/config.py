@@ -185,6 +185,8 @@ class ExperimentConfig:
 
     name: str = "experiment"
     seed: int = 0
+    #: Train every run once per seed (``run``/``compare``/``sweep``); empty: ``seed`` alone.
+    seeds: list[int] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
@@ -209,6 +211,14 @@ class ExperimentConfig:
         if method is None or method.has_noise:
             parts.append(f"s{self.method.sigma:g}" if self.method.noise else "nonoise")
         return "-".join([*parts, f"seed{self.seed}"])
+
+    def run_seeds(self) -> list[int]:
+        """The seeds to train: ``seeds`` when given, else ``[seed]``."""
+        return list(self.seeds) or [self.seed]
+
+    def with_seed(self, seed: int) -> ExperimentConfig:
+        """A copy of this config that trains one run with ``seed``."""
+        return dataclasses.replace(self, seed=seed, seeds=[])
 
     def with_method(self, method: MethodConfig) -> ExperimentConfig:
         """A copy of this config with ``method`` replaced (compare rows, sweep points)."""
@@ -388,6 +398,9 @@ def _check_values(config: ExperimentConfig) -> None:
         (bool(name) and not set(name) & {"/", "\\"} and name not in (".", ".."), "name",
          "must be a non-empty name without / or \\ (it names the run directories)"),
         (0 <= config.seed < SEED_LIMIT, "seed", f"must be in 0..{SEED_LIMIT - 1}"),
+        (all(0 <= seed < SEED_LIMIT for seed in config.seeds), "seeds",
+         f"every seed must be in 0..{SEED_LIMIT - 1}"),
+        (len(set(config.seeds)) == len(config.seeds), "seeds", "must not repeat a seed"),
         *_method_checks(config.method, "method"),
         *_data_checks(config.data),
         *[(_value(config, key) >= 1, key, "must be >= 1") for key in POSITIVE_INTS],

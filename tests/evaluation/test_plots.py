@@ -11,6 +11,7 @@ from noisyarl.evaluation.plots import (
     CHART_DPI,
     CHART_INCHES,
     GRID_LABEL_INCHES,
+    LEGEND_CHART_INCHES,
     plot_learning_curve,
     plot_privacy_utility,
     plot_sigma_sweep,
@@ -18,6 +19,8 @@ from noisyarl.evaluation.plots import (
 )
 
 CHART_PIXELS = (round(CHART_INCHES[0] * CHART_DPI), round(CHART_INCHES[1] * CHART_DPI))
+LEGEND_PIXELS = (round(LEGEND_CHART_INCHES[0] * CHART_DPI),
+                 round(LEGEND_CHART_INCHES[1] * CHART_DPI))
 
 
 def _pixels(path) -> np.ndarray:
@@ -70,10 +73,22 @@ def test_privacy_utility_scatter(tmp_path):
             {"method": "no privacy figure", "utility": 90.0}]
     path = plot_privacy_utility(rows, tmp_path / "scatter.png")
     pixels = _pixels(path)
-    assert pixels.shape == (CHART_PIXELS[1], CHART_PIXELS[0], 3)
+    assert pixels.shape == (LEGEND_PIXELS[1], LEGEND_PIXELS[0], 3)
     assert pixels.std() > 10 and (pixels < 250).mean() > 0.01
     with pytest.raises(ValueError):
         plot_privacy_utility(rows[2:], tmp_path / "none.png")
+
+
+def test_privacy_utility_scatter_draws_intervals_chance_and_hollow_unlearned_rows(tmp_path):
+    rows = [{"method": "noisy ARL", "privacy": 62.0, "privacy_low": 58.0, "privacy_high": 66.0,
+             "utility": 88.0, "utility_low": 86.0, "utility_high": 90.0, "privacy_chance": 57.5,
+             "utility_chance": 52.0, "status": ""},
+            {"method": "MaxEnt", "privacy": 59.0, "utility": 50.0, "privacy_chance": 57.5,
+             "utility_chance": 52.0, "status": "did not learn (utility)"}]
+    bare = plot_privacy_utility([{key: row[key] for key in ("method", "privacy", "utility")}
+                                 for row in rows], tmp_path / "bare.png")
+    full = plot_privacy_utility(rows, tmp_path / "full.png")
+    assert (_pixels(full) != _pixels(bare)).any(axis=2).mean() > 0.005  # bars, lines, legend
 
 
 @pytest.mark.parametrize("sigmas", [[0.0, 15.0, 960.0, 15360.0], [0.0], [15.0, 960.0]])
@@ -83,7 +98,7 @@ def test_sigma_sweep_on_a_log_axis_with_sigma_zero(tmp_path, sigmas):
     rows[-1]["delta"] = None  # a missing value is skipped
     path = plot_sigma_sweep(list(reversed(rows)), tmp_path / "sweep.png")
     pixels = _pixels(path)
-    assert pixels.shape == (CHART_PIXELS[1], CHART_PIXELS[0], 3)
+    assert pixels.shape == (LEGEND_PIXELS[1], LEGEND_PIXELS[0], 3)
     assert pixels.std() > 10
     with pytest.raises(ValueError):
         plot_sigma_sweep([], tmp_path / "empty.png")

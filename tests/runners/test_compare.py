@@ -47,11 +47,14 @@ def test_compare_writes_a_paper_shaped_table_plot_and_report(tiny_celeba_root, t
     assert list(table[0])[:3] == ["method", "method_name", "split"]
     assert all(set(filter(None, row["status"].split("; "))) <= set(STATUSES) for row in table)
     header = (tmp_path / "table.md").read_text().splitlines()[2]
-    assert header.startswith("| method | utility ↑ | utility chance | privacy ↓ (valid-selected) "
-                             "| privacy chance | advantage ↓ (pp) | Δ ↑ (pp) |")
+    assert header.startswith("| method | utility ↑ ± 95 % CI | utility chance | privacy ↓ "
+                             "(valid-selected) ± 95 % CI | privacy chance | advantage ↓ (pp) "
+                             "± 95 % CI | Δ ↑ (pp) ± 95 % CI |")
     assert "| status | client GFLOPs |" in header
     report = (tmp_path / "report.md").read_text()
     assert "Headline privacy" in report and "never ranked" in report
+    assert "bootstrap over the test images" in report  # one seed: labelled image intervals
+    assert "## Paired differences of Δ" in (tmp_path / "table.md").read_text()
     assert "privacy_utility.png" in report and "reconstructions.png" in report
     assert "Paper reference" in report and "NoisyARL" in report
     for name in ("privacy_utility.png", "reconstructions.png"):
@@ -63,6 +66,32 @@ def test_rows_share_data_and_seed_and_resume_reuses_them(tiny_celeba_root, tmp_p
     first = run_comparison(config, tmp_path)
     again = run_comparison(config, tmp_path, resume=True)
     assert again == first
+
+
+def test_a_two_seed_comparison_gives_intervals_and_paired_differences(tiny_celeba_root,
+                                                                      tmp_path):
+    config = _config(tiny_celeba_root, ROWS[1:])
+    config.seeds = [0, 1]
+    rows = run_comparison(config, tmp_path)
+    runs = sorted(path.name for path in (tmp_path / "runs").iterdir())
+    assert runs == ["cmp-noisy_arl-K2-s0-seed0", "cmp-noisy_arl-K2-s0-seed1",
+                    "cmp-noisy_arl-K2-s2-seed0", "cmp-noisy_arl-K2-s2-seed1"]
+    for row in rows:
+        assert row["seeds"] == [0, 1] and row["interval"] == "t over seeds"
+        assert row["utility"] == pytest.approx(sum(row["utility_seeds"]) / 2)
+        assert row["utility_low"] <= row["utility"] <= row["utility_high"]
+    table = (tmp_path / "table.md").read_text()
+    assert " ± " in table.split("## Paired")[0]
+    paired = table.split("## Paired differences of Δ")[1]
+    assert "| noisy ARL | ARL |" in paired and "paired t-test over seeds" in paired
+    report = (tmp_path / "report.md").read_text()
+    assert "Student-t interval over 2 seeds" in report
+    assert "Δ: " in report  # the paired difference said in words
+    with open(tmp_path / "table.csv", newline="") as handle:
+        assert "delta_seeds" in next(csv.reader(handle))
+    finished = {path: path.stat().st_mtime_ns for path in tmp_path.glob("runs/*/metrics.json")}
+    assert run_comparison(config, tmp_path, resume=True) == rows
+    assert {path: path.stat().st_mtime_ns for path in finished} == finished  # nothing re-trained
 
 
 @pytest.mark.parametrize(("compare", "message"), [

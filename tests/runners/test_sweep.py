@@ -34,7 +34,7 @@ def test_sweep_writes_one_row_per_sigma_and_picks_sigma_on_validation(tiny_celeb
     assert result.best_ranked == (ranked is not result.rows)
     for row in result.rows:
         assert row["delta"] == pytest.approx(row["utility"] - row["privacy"])
-        metrics = json.loads((tmp_path / "runs" / row["run"] / "metrics.json").read_text())
+        metrics = json.loads((tmp_path / "runs" / row["runs"][0] / "metrics.json").read_text())
         assert metrics["sigma"] == row["sigma"]
         assert metrics["reconstruction"] is None  # off by default: σ is chosen without it
     with open(tmp_path / "sweep.csv", newline="") as handle:
@@ -45,7 +45,8 @@ def test_sweep_writes_one_row_per_sigma_and_picks_sigma_on_validation(tiny_celeb
     assert (tmp_path / "sigma_sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (tmp_path / "report.md").read_text()
     assert "σ chosen on the validation split" in report
-    assert "| σ | utility ↑ | utility chance |" in report and "| status |" in report
+    assert "| σ | utility ↑ ± 95 % CI | utility chance |" in report and "| status |" in report
+    assert "bootstrap over the test images" in report
 
 
 def test_sigmas_argument_overrides_the_config_and_resume_reuses_finished_runs(

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from noisyarl.attacks.base import AttackSettings, LearningCurve, better
 from noisyarl.attacks.features import collect_features, standardise
-from noisyarl.attacks.leakage import LeakageResult, summarise
+from noisyarl.attacks.leakage import LeakageResult, TestOutcomes, summarise
 from noisyarl.attacks.view import AttackTarget
 from noisyarl.data.tasks import Task
 
@@ -66,10 +66,13 @@ def run_knn_attack(target: AttackTarget, settings: AttackSettings, *,
     train_labels = splits["train"].labels[task.label]
     memory = standardise(train_features)[0]
 
-    def score(features: torch.Tensor, split_name: str, count: int) -> float:
+    def per_image(features: torch.Tensor, split_name: str, count: int) -> torch.Tensor:
         queries = standardise(train_features, features)[1]
         outputs = knn_outputs(memory, train_labels, queries, task, count)
-        total = task.score_sum(outputs, splits[split_name].labels[task.label])
+        return task.per_sample_scores(outputs, splits[split_name].labels[task.label])
+
+    def score(features: torch.Tensor, split_name: str, count: int) -> float:
+        total = per_image(features, split_name, count).sum()
         return task.finalize(float(total), len(splits[split_name]))
 
     def features_of(split_name: str) -> torch.Tensor:
@@ -86,9 +89,10 @@ def run_knn_attack(target: AttackTarget, settings: AttackSettings, *,
             curve.best_epoch = index
     chosen = int(curve.best()["neighbours"])
     draws = 1 if view.deterministic else settings.noise_draws
-    scores = [curve.best()["test"]] + [score(features_of("test"), "test", chosen)
-                                       for _ in range(draws - 1)]
-    return summarise("knn", task, curve, scores, splits["test"])
+    passes = torch.stack([per_image(test, "test", chosen)]
+                         + [per_image(features_of("test"), "test", chosen)
+                            for _ in range(draws - 1)])
+    return summarise("knn", task, curve, TestOutcomes.of_passes(passes, task), splits["test"])
 
 
 __all__ = ["NEIGHBOURS", "knn_outputs", "run_knn_attack"]

@@ -63,9 +63,10 @@ class LeakageResult(AttackResult):
     """One attribute attacker's figures (accuracy in percent, or MSE for regression).
 
     test: headline, test score at the best validation epoch, mean over ``test_draws``;
-    test_sd: their standard deviation; valid: the best validation score; paper: the best test
-    epoch's score of one pass (the paper's protocol); last: the last epoch's test score;
-    chance: :class:`ChanceFigures` of ``test``.
+    test_sd: their standard deviation; test_per_image: each test image's score averaged over
+    the draws (see :class:`TestOutcomes`; empty in results saved before it existed); valid:
+    the best validation score; paper: the best test epoch's score of one pass (the paper's
+    protocol); last: the last epoch's test score; chance: :class:`ChanceFigures` of ``test``.
     """
 
     attacker: str
@@ -79,6 +80,7 @@ class LeakageResult(AttackResult):
     paper_epoch: int
     last: float
     chance: ChanceFigures = field(metadata={"from_dict": lambda values: ChanceFigures(**values)})
+    test_per_image: list[float] = field(default_factory=list)
 
     def cells(self) -> dict[str, Any]:
         return {
@@ -108,13 +110,56 @@ def _pass(view: ZView, attacker: nn.Module, split: ImageSplit, task: Task, batch
             reduced_sum(loss, context) / max(count, 1))
 
 
-def test_draws(view: ZView, attacker: nn.Module, split: ImageSplit, task: Task,
-               settings: AttackSettings) -> list[float]:
-    """The trained attacker's score on ``noise_draws`` noisy passes over ``split`` (one when
-    every pass gives the same z)."""
+@dataclass(frozen=True)
+class TestOutcomes:
+    """A trained model's test figures over ``noise_draws`` noisy passes.
+
+    draws: the score of each pass (percent, or MSE); per_image: each test image's score
+    averaged over the passes (percent correct, or MSE), in the split's order, so that rows
+    scored on the same test split can be bootstrapped and paired image by image.
+    """
+
+    draws: list[float]
+    per_image: list[float]
+
+    @classmethod
+    def of_passes(cls, passes: torch.Tensor, task: Task) -> TestOutcomes:
+        """From :meth:`Task.per_sample_scores` of each pass, stacked [draws, N]."""
+        passes = passes.float().cpu()
+        scale = 100.0 if task.higher_is_better else 1.0
+        return cls([task.finalize(float(row.sum()), passes.shape[1]) for row in passes],
+                   [round(value, 6) for value in passes.mean(dim=0).mul(scale).tolist()])
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.draws)
+
+    @property
+    def sd(self) -> float:
+        return statistics.stdev(self.draws) if len(self.draws) > 1 else 0.0
+
+
+def test_outcomes(view: ZView, model: nn.Module, split: ImageSplit, task: Task,
+                  settings: AttackSettings) -> TestOutcomes:
+    """``model``'s :class:`TestOutcomes` on ``settings.noise_draws`` noisy passes over
+    ``split`` (one when every pass gives the same z). Every rank scores the whole split."""
     draws = 1 if view.deterministic else settings.noise_draws
-    return [_pass(view, attacker, split, task, settings.eval_batch_size)[0]
-            for _ in range(draws)]
+    return TestOutcomes.of_passes(
+        torch.stack([_per_image_pass(view, model, split, task, settings.eval_batch_size)
+                     for _ in range(draws)]), task)
+
+
+def _per_image_pass(view: ZView, model: nn.Module, split: ImageSplit, task: Task,
+                    batch_size: int) -> torch.Tensor:
+    """:meth:`Task.per_sample_scores` of one noisy pass over all of ``split`` [N] (CPU)."""
+    model.eval()
+    scores = []
+    with torch.no_grad():
+        for _, z, labels in view.batches(split, batch_size, shard=False):
+            with view.context.autocast():
+                outputs = model(z)
+            scores.append(task.per_sample_scores(outputs, labels[task.label].to(z.device)).cpu())
+    return torch.cat(scores)
 
 
 def run_leakage_attack(
@@ -162,25 +207,25 @@ def run_leakage_attack(
     curve = fit_until_plateau(attacker, optimizer, train_epoch, validate, settings,
                               steps_per_epoch=max(len(train) // settings.batch_size, 1),
                               higher_is_better=task.higher_is_better, desc=f"{name} attacker")
-    return summarise(name, task, curve, test_draws(view, attacker, splits["test"], task, settings),
+    return summarise(name, task, curve,
+                     test_outcomes(view, attacker, splits["test"], task, settings),
                      splits["test"])
 
 
-def summarise(name: str, task: Task, curve: LearningCurve, draws: list[float],
+def summarise(name: str, task: Task, curve: LearningCurve, outcomes: TestOutcomes,
               test: ImageSplit) -> LeakageResult:
-    """A :class:`LeakageResult` from a finished curve and the test draws at its best epoch."""
+    """A :class:`LeakageResult` from a finished curve and the test outcomes at its best epoch."""
     paper_record = curve.records[0]
     for record in curve.records[1:]:
         if better(record["test"], paper_record["test"], task.higher_is_better):
             paper_record = record
-    headline = statistics.fmean(draws)
     return LeakageResult(
         attack="leakage", curve=curve, attacker=name, metric=task.metric_name,
-        higher_is_better=task.higher_is_better, test=headline,
-        test_sd=statistics.stdev(draws) if len(draws) > 1 else 0.0, test_draws=list(draws),
+        higher_is_better=task.higher_is_better, test=outcomes.mean, test_sd=outcomes.sd,
+        test_draws=list(outcomes.draws), test_per_image=list(outcomes.per_image),
         valid=curve.best()["valid"], paper=paper_record["test"],
         paper_epoch=int(paper_record["epoch"]), last=curve.records[-1]["test"],
-        chance=ChanceFigures.of(headline, task, test),
+        chance=ChanceFigures.of(outcomes.mean, task, test),
     )
 
 
@@ -197,5 +242,5 @@ class LeakageAttack(Attack):
         return run_leakage_attack(target.view, attacker, target.splits, target.task, settings)
 
 
-__all__ = ["ChanceFigures", "LeakageAttack", "LeakageResult", "run_leakage_attack", "summarise",
-           "test_draws"]
+__all__ = ["ChanceFigures", "LeakageAttack", "LeakageResult", "TestOutcomes", "run_leakage_attack",
+           "summarise", "test_outcomes"]

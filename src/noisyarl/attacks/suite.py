@@ -33,7 +33,7 @@ from torch import nn
 from noisyarl.attacks.attackers import run_attacker
 from noisyarl.attacks.base import AttackSettings
 from noisyarl.attacks.identity import IDENTITY_LABEL, IdentityResult, run_identity_attack
-from noisyarl.attacks.leakage import LeakageResult, run_leakage_attack, test_draws
+from noisyarl.attacks.leakage import LeakageResult, run_leakage_attack, test_outcomes
 from noisyarl.attacks.multi_query import QueryRow, run_multi_query
 from noisyarl.attacks.reconstruction import ReconstructionResult
 from noisyarl.attacks.view import AttackTarget, ZView
@@ -253,8 +253,8 @@ def _keyed_noise(defence: Defence, noise: GaussianNoise, target: AttackTarget, u
                            leakage=leakage, reconstruction=reconstruction)
     test = target.splits["test"]
     head = defence.utility_head
-    fresh = test_draws(target.view, head, test, utility, leakage)
-    keyed = test_draws(keyed_view, head, test, utility, leakage)
+    fresh = test_outcomes(target.view, head, test, utility, leakage).draws
+    keyed = test_outcomes(keyed_view, head, test, utility, leakage).draws
     leaked_view = ZView(NoiseFree(defence.client, noise), target.context,
                         features=NoiseFree(defence.client, noise))
     torch.manual_seed(leakage.seed)

@@ -63,20 +63,23 @@ class Task:
             return F.cross_entropy(outputs, target.long())
         return F.mse_loss(outputs, target.float())
 
-    def score_sum(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Sum over the batch of the per-sample metric, kept on the device (no host sync).
-
-        Binary: number correct at logit > 0 (sigmoid > 0.5). Multi-class: number top-1 correct.
-        Regression: sum of per-sample mean squared errors. Divide by the sample count to get the
-        metric (then x100 for accuracy, see :meth:`finalize`).
-        """
+    def per_sample_scores(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The metric of each sample [B] as float32, on the device: 1.0 where correct and 0.0
+        where wrong (binary: logit > 0, i.e. sigmoid > 0.5; multi-class: top-1), or the
+        sample's mean squared error (regression)."""
         outputs = outputs.detach().float()
         if self.kind == "binary":
             predicted = (outputs.reshape(-1) > 0).long()
-            return (predicted == target.long()).float().sum()
+            return (predicted == target.long()).float()
         if self.kind == "multiclass":
-            return (outputs.argmax(dim=1) == target.long()).float().sum()
-        return ((outputs - target.float()) ** 2).mean(dim=1).sum()
+            return (outputs.argmax(dim=1) == target.long()).float()
+        return ((outputs - target.float()) ** 2).mean(dim=1)
+
+    def score_sum(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Sum over the batch of :meth:`per_sample_scores`, kept on the device (no host sync).
+        Divide by the sample count to get the metric (then x100 for accuracy, see
+        :meth:`finalize`)."""
+        return self.per_sample_scores(outputs, target).sum()
 
     def finalize(self, score_sum: float, count: int) -> float:
         """Metric from a score sum: accuracy in percent, or MSE."""

@@ -29,6 +29,8 @@ GRID_LABEL_INCHES = 1.5
 
 #: Size of the scatter and sweep figures, in inches, and their resolution.
 CHART_INCHES = (6.0, 4.5)
+#: Size of the charts whose legend sits to the right of the axes (scatter, σ sweep), in inches.
+LEGEND_CHART_INCHES = (8.5, 4.5)
 CHART_DPI = 100
 
 #: Series of the σ sweep: (row key, legend label, colour, marker).
@@ -96,25 +98,66 @@ def plot_privacy_utility(
     privacy_label: str = "privacy: attacker accuracy (%) ↓",
     utility_label: str = "utility (%) ↑",
 ) -> Path:
-    """Scatter of one point per row: x = ``row["privacy"]``, y = ``row["utility"]``, annotated
-    with ``row["method"]``. Better defences lie up and to the left. Rows missing either value
-    are skipped. The PNG is :data:`CHART_INCHES` at :data:`CHART_DPI`. Returns ``path``."""
+    """Scatter of one point per row: x = ``row["privacy"]``, y = ``row["utility"]``; better
+    defences lie up and to the left. Rows missing either value are skipped.
+
+    Each row is named in the legend (no labels on the points, so none overlap); a row with
+    ``privacy_low``/``privacy_high`` and ``utility_low``/``utility_high`` gets error bars; a
+    row whose status says it did not learn is drawn hollow and marked so in the legend. Dashed
+    lines show the chance levels (``privacy_chance``, ``utility_chance``, mean over rows). The
+    PNG is :data:`LEGEND_CHART_INCHES` at :data:`CHART_DPI`. Returns ``path``.
+    """
     points = [row for row in rows if _finite(row.get("privacy")) and _finite(row.get("utility"))]
     if not points:
         raise ValueError("no row has both a privacy and a utility value")
-    figure = Figure(figsize=CHART_INCHES, dpi=CHART_DPI)
+    figure = Figure(figsize=LEGEND_CHART_INCHES, dpi=CHART_DPI)
     ax = figure.subplots()
-    for row in points:
-        ax.scatter(row["privacy"], row["utility"], s=40, zorder=3)
-        ax.annotate(str(row.get("method", "?")), (row["privacy"], row["utility"]),
-                    textcoords="offset points", xytext=(5, 5), fontsize=8)
+    colours = _colours(len(points))
+    for row, colour in zip(points, colours, strict=True):
+        learned = not str(row.get("status") or "")
+        label = str(row.get("method", "?")) + ("" if learned else " (did not learn)")
+        ax.errorbar(row["privacy"], row["utility"], xerr=_error_bar(row, "privacy"),
+                    yerr=_error_bar(row, "utility"), fmt="o", color=colour, capsize=3,
+                    markerfacecolor=colour if learned else "none", markersize=7, label=label,
+                    zorder=3)
+    _chance_lines(ax, points)
     ax.set_xlabel(privacy_label)
     ax.set_ylabel(utility_label)
-    ax.set_title(title or "privacy-utility trade-off (better: up and left)")
+    ax.set_title(textwrap.fill(title or "privacy-utility trade-off (better: up and left)",
+                               TITLE_WRAP), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.margins(0.15)
+    with_bars = any(_error_bar(row, "utility") is not None for row in points)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+              title="error bars: 95 % CI" if with_bars else None, title_fontsize=8)
     figure.tight_layout()
     return _save_png(figure, path)
+
+
+def _error_bar(row: Mapping[str, Any], key: str) -> list[list[float]] | None:
+    """[[below], [above]] of ``row[key]`` from ``KEY_low``/``KEY_high``, or None."""
+    low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+    if not (_finite(low) and _finite(high)):
+        return None
+    return [[max(row[key] - low, 0.0)], [max(high - row[key], 0.0)]]
+
+
+def _chance_lines(ax: Axes, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Dashed lines at the rows' mean privacy and utility chance levels (where given)."""
+    for key, draw, style, label in (
+            ("privacy_chance", ax.axvline, ":", "privacy chance (majority rate)"),
+            ("utility_chance", ax.axhline, "--", "utility chance (majority rate)")):
+        values = [float(row[key]) for row in rows if _finite(row.get(key))]
+        if values:
+            draw(sum(values) / len(values), color="grey", linestyle=style, linewidth=1,
+                 label=label, zorder=1)
+
+
+def _colours(count: int) -> list:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if count <= 10 else "tab20"]
+    return [palette(index % palette.N) for index in range(count)]
 
 
 def plot_sigma_sweep(
@@ -136,7 +179,7 @@ def plot_sigma_sweep(
     rows = sorted(rows, key=lambda row: float(row["sigma"]))
     positive = [float(row["sigma"]) for row in rows if float(row["sigma"]) > 0]
     zero_x = min(positive) / 10 if positive else 1.0
-    figure = Figure(figsize=CHART_INCHES, dpi=CHART_DPI)
+    figure = Figure(figsize=LEGEND_CHART_INCHES, dpi=CHART_DPI)
     ax = figure.subplots()
     ax.set_xscale("log")
     for key, label, colour, marker in _SWEEP_SERIES:
@@ -144,9 +187,9 @@ def plot_sigma_sweep(
     _sigma_ticks(ax, zero_x, positive)
     ax.set_xlabel("noise scale σ (log scale; 0 at the left)")
     ax.set_ylabel("accuracy (%) / Δ (pp)")
-    ax.set_title(title or "σ sweep")
+    ax.set_title(textwrap.fill(title or "σ sweep", TITLE_WRAP), fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    _sweep_legend(ax, rows)
     figure.tight_layout()
     return _save_png(figure, path)
 
@@ -233,15 +276,41 @@ def _label_learning_curve(ax: Axes, loss_handles: list, title: str, score_name: 
 
 
 def _plot_sweep_series(ax: Axes, rows, key, label, colour, marker, zero_x) -> None:
-    zero = [row[key] for row in rows if float(row["sigma"]) == 0 and _finite(row.get(key))]
-    points = [(float(row["sigma"]), row[key]) for row in rows
-              if float(row["sigma"]) > 0 and _finite(row.get(key))]
+    """One series against σ, with error bars where rows give ``KEY_low``/``KEY_high``; the
+    σ = 0 point is hollow and not joined to the line."""
+    zero = [row for row in rows if float(row["sigma"]) == 0 and _finite(row.get(key))]
+    points = [row for row in rows if float(row["sigma"]) > 0 and _finite(row.get(key))]
     if points:
-        xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, color=colour, marker=marker, label=label)
-    if zero:
-        ax.scatter([zero_x] * len(zero), zero, facecolors="none", edgecolors=colour,
-                   marker=marker, s=50, label=None if points else label)
+        ax.errorbar([float(row["sigma"]) for row in points], [row[key] for row in points],
+                    yerr=_error_bars(points, key), color=colour, marker=marker, label=label,
+                    capsize=3)
+    for row in zero:
+        ax.errorbar([zero_x], [row[key]], yerr=_error_bar(row, key), color=colour,
+                    marker=marker, markerfacecolor="none", markersize=7, capsize=3,
+                    label=None if points else label)
+
+
+def _error_bars(rows, key) -> list[list[float]] | None:
+    """Error bars of several rows (as :func:`_error_bar`), or None unless every row has one."""
+    bars = [_error_bar(row, key) for row in rows]
+    if any(bar is None for bar in bars):
+        return None
+    return [[bar[0][0] for bar in bars], [bar[1][0] for bar in bars]]
+
+
+def _sweep_legend(ax: Axes, rows) -> None:
+    """Chance lines, and a legend entry that explains the hollow σ = 0 markers."""
+    for key, style, label in (("utility_chance", "--", "utility chance (majority rate)"),
+                              ("privacy_chance", ":", "privacy chance (majority rate)")):
+        values = [float(row[key]) for row in rows if _finite(row.get(key))]
+        if values:
+            ax.axhline(sum(values) / len(values), color="grey", linestyle=style, linewidth=1,
+                       label=label)
+    if any(float(row["sigma"]) == 0 for row in rows):
+        ax.scatter([], [], facecolors="none", edgecolors="black", label="hollow: σ = 0 (ARL)")
+    with_bars = any(_finite(row.get("utility_low")) for row in rows)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+              title="error bars: 95 % CI" if with_bars else None, title_fontsize=8)
 
 
 def _sigma_ticks(ax: Axes, zero_x: float, positive: list[float]) -> None:
@@ -289,6 +358,7 @@ def _save_png(figure: Figure, path: str | Path) -> Path:
 __all__ = [
     "CHART_DPI",
     "CHART_INCHES",
+    "LEGEND_CHART_INCHES",
     "GRID_LABEL_INCHES",
     "TITLE_WRAP",
     "plot_learning_curve",

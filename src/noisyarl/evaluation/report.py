@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from noisyarl.evaluation.statistics import Interval
 from noisyarl.utils.io import atomic_write_text, to_json_value, write_json
 
 #: A table column: (row key, header text, format string such as ``"{:.2f}"``).
@@ -63,7 +64,8 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -
 
 
 def format_cell(value: Any, fmt: str = "{}") -> str:
-    """One table cell: ``value`` formatted with ``fmt``, or ``—`` when missing.
+    """One table cell: ``value`` formatted with ``fmt``, or ``—`` when missing; an
+    :class:`~noisyarl.evaluation.statistics.Interval` shows its mean and interval.
 
     >>> format_cell(None), format_cell(0.12345, "{:.3f}"), format_cell("n/a", "{:.2f}")
     ('—', '0.123', 'n/a')
@@ -71,7 +73,7 @@ def format_cell(value: Any, fmt: str = "{}") -> str:
     if _is_missing(value):
         return MISSING
     try:
-        text = fmt.format(value)
+        text = value.text(fmt) if isinstance(value, Interval) else fmt.format(value)
     except (ValueError, TypeError):
         text = str(value)
     return text.replace("|", "\\|").replace("\n", " ")

@@ -29,9 +29,19 @@ from noisyarl.evaluation.report import (
 )
 from noisyarl.runners.experiment import run_experiment, save_reconstruction_grid
 from noisyarl.runners.result import COMPARE_COLUMNS, DEFINITIONS, RunResult, table_columns
+from noisyarl.runners.seeds import (
+    COMPARISON_COLUMNS,
+    RowComparison,
+    SeedSummary,
+    comparison_notes,
+    interval_columns,
+    interval_note,
+    paired_comparisons,
+    summarise_seeds,
+)
 from noisyarl.runtime import resolve_device
 from noisyarl.runtime.distributed import current_env
-from noisyarl.utils.io import atomic_write_text
+from noisyarl.utils.io import atomic_write_text, write_json
 
 #: The comparison table's columns (:data:`noisyarl.runners.result.COMPARE_COLUMNS`).
 TABLE_COLUMNS: list[Column] = COMPARE_COLUMNS
@@ -88,38 +98,51 @@ def run_comparison(
     resume: bool = False,
     splits: dict[str, ImageSplit] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every ``config.compare`` entry on the same decoded data and seed; write the table.
+    """Run every ``config.compare`` entry once per seed (``config.run_seeds()``) on the same
+    decoded data; write the table with intervals and the paired comparisons.
 
-    ``resume`` continues interrupted rows and reuses finished ones. Returns the table rows.
+    Every (row, seed) is a run directory ``OUT/runs/<run name>`` (the name ends in the seed).
+    ``resume`` continues interrupted runs and reuses finished ones. Returns the table rows
+    (:meth:`noisyarl.runners.seeds.SeedSummary.row`).
     """
     out_dir = Path(out_dir)
     rows_to_run = comparison_configs(config)
-    check_before_decoding(config, [out_dir / "runs" / row.run_name() for _, row in rows_to_run],
+    seeds = config.run_seeds()
+    planned = {label: [(row.with_seed(seed), out_dir / "runs" / row.with_seed(seed).run_name())
+                       for seed in seeds] for label, row in rows_to_run}
+    check_before_decoding(config, [run_dir for runs in planned.values() for _, run_dir in runs],
                           out_dir / "table.md", resume=resume, labels=splits is None)
     splits = splits or load_data(config, progress=config.train.progress)
-    results, run_dirs = [], []
-    for label, row_config in rows_to_run:
-        run_dir = out_dir / "runs" / row_config.run_name()
-        print(f"\n== {label}: {row_config.run_name()}")
-        metrics = run_experiment(row_config, run_dir, resume=resume, splits=splits)
-        results.append(RunResult.from_metrics(metrics))
-        run_dirs.append((label, run_dir))
-    rows = [result.row(label) for result, (label, _) in zip(results, run_dirs, strict=True)]
+    results: dict[str, list[RunResult]] = {}
+    for label, runs in planned.items():
+        for seeded, run_dir in runs:
+            print(f"\n== {label}: {seeded.run_name()}")
+            metrics = run_experiment(seeded, run_dir, resume=resume, splits=splits)
+            results.setdefault(label, []).append(RunResult.from_metrics(metrics))
+    summaries = summarise_seeds(results)
     if current_env().is_main:  # under torchrun rank 0 alone writes the table
-        _write_comparison(out_dir, config, results, run_dirs)
-    return rows
+        first_runs = [(label, runs[0][1]) for label, runs in planned.items()]
+        _write_comparison(out_dir, config, summaries, first_runs)
+    return [summary.row() for summary in summaries]
 
 
-def _write_comparison(out_dir: Path, config: ExperimentConfig, results: list[RunResult],
+def _write_comparison(out_dir: Path, config: ExperimentConfig, summaries: list[SeedSummary],
                       run_dirs: list[tuple[str, Path]]) -> None:
-    """Write ``table.md``, ``table.csv``, the figures and ``report.md``; print the table."""
+    """Write ``table.md``, ``table.csv``, ``table.json``, the figures and ``report.md``; print
+    the table."""
     title = (f"{config.name}: private {config.tasks.private.label} / utility "
              f"{config.tasks.utility.label} ({config.data.dataset})")
-    rows = [result.row(label) for result, (label, _) in zip(results, run_dirs, strict=True)]
-    columns = table_columns(TABLE_COLUMNS, results)
-    table = format_table(rows, columns)
-    atomic_write_text(out_dir / "table.md", f"# {title}\n\n{table}\n")
+    results = [result for summary in summaries for result in summary.results]
+    columns = interval_columns(table_columns(TABLE_COLUMNS, results))
+    comparisons = paired_comparisons(summaries)
+    table = format_table([summary.table_row() for summary in summaries], columns)
+    paired = format_table([comparison.row() for comparison in comparisons], COMPARISON_COLUMNS)
+    atomic_write_text(out_dir / "table.md", f"# {title}\n\n{table}\n\n"
+                      f"## Paired differences of Δ\n\n{paired}\n")
+    rows = [summary.row() for summary in summaries]
     write_csv(rows, out_dir / "table.csv")
+    write_json(out_dir / "table.json", {"rows": rows, "seeds": config.run_seeds(),
+                                        "paired": [c.to_dict() for c in comparisons]})
     images = {}
     if all(result.utility_metric == "accuracy" for result in results):
         images["Privacy against utility (up and to the left is better)"] = plot_privacy_utility(
@@ -128,27 +151,31 @@ def _write_comparison(out_dir: Path, config: ExperimentConfig, results: list[Run
     if grid is not None:
         images["Reconstruction attack: originals (top) and each defence"] = grid
     paper = paper_reference_rows(**config.reference) if config.reference else None
-    write_report(out_dir, title=title, summary_rows=rows, images=images,
-                 notes=_comparison_notes(config, results, worst_case=columns != TABLE_COLUMNS),
-                 paper_rows=paper, columns=columns)
-    print("\n" + table)
+    write_report(out_dir, title=title, summary_rows=[s.table_row() for s in summaries],
+                 images=images, columns=columns,
+                 notes=_comparison_notes(config, summaries, comparisons,
+                                         worst_case=len(columns) > len(TABLE_COLUMNS)),
+                 paper_rows=paper)
+    print("\n" + table + "\n\n" + "\n".join(comparison_notes(comparisons)))
     print(f"\nwrote {out_dir / 'table.md'}, {out_dir / 'table.csv'} and {out_dir / 'report.md'}")
 
 
-def _comparison_notes(config: ExperimentConfig, results: list[RunResult], *,
-                      worst_case: bool) -> list[str]:
-    """The comparison report's notes: what the columns mean, cost, data, the worst case."""
+def _comparison_notes(config: ExperimentConfig, summaries: list[SeedSummary],
+                      comparisons: list[RowComparison], *, worst_case: bool) -> list[str]:
+    """The comparison report's notes: intervals, paired differences in words, what the columns
+    mean, cost, data, the worst case."""
+    results = [result for summary in summaries for result in summary.results]
     metric = results[0].utility_metric or "the utility task's metric"
-    notes = [
-        *DEFINITIONS,
-        f"Utility metric: {metric}. Client cost for one image: FLOPs with 1 multiply-add = "
-        "2 FLOPs; z sent as float32.",
-        f"Data: {config.data.dataset} at {config.data.root}, {config.data.image_size} px; "
-        f"seed {config.seed}; {config.train.epochs} training epochs.",
-    ]
-    unranked = [result.run for result in results if not result.ranked]
+    seeds = config.run_seeds()
+    notes = [interval_note(seeds), *comparison_notes(comparisons),
+             *DEFINITIONS,
+             f"Utility metric: {metric}. Client cost for one image: FLOPs with 1 multiply-add = "
+             "2 FLOPs; z sent as float32.",
+             f"Data: {config.data.dataset} at {config.data.root}, {config.data.image_size} px; "
+             f"seeds {', '.join(map(str, seeds))}; {config.train.epochs} training epochs."]
+    unranked = [summary.label for summary in summaries if not summary.ranked]
     if unranked:
-        notes.append(f"Not ranked (a model did not learn): {', '.join(map(str, unranked))}.")
+        notes.append(f"Not ranked (a model did not learn in some seed): {', '.join(unranked)}.")
     if worst_case:
         notes.append(
             "Worst case (attacks.suite: worst_case): the strongest of the attackers "

@@ -100,9 +100,9 @@ def demo_config(plan: DemoPlan, data_root: Path, method: str, sigma: float) -> E
 def noisy_sigma(sweep: SweepResult, sigmas: tuple[float, ...]) -> tuple[float, bool]:
     """Noisy ARL's σ: the largest validation Δ among ``sigmas`` (σ > 0) whose models learned,
     and True; the largest among all of them, and False, when none learned."""
-    best, ranked = best_ranked([sweep.results[sigma] for sigma in sigmas],
-                               lambda result: result.validation_delta)
-    return next(sigma for sigma in sigmas if sweep.results[sigma] is best), ranked
+    best, ranked = best_ranked([sweep.summaries[sigma] for sigma in sigmas],
+                               lambda summary: summary.validation_delta)
+    return next(sigma for sigma in sigmas if sweep.summaries[sigma] is best), ranked
 
 
 def run_demo(

@@ -17,7 +17,6 @@ is written.
 
 from __future__ import annotations
 
-import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
@@ -27,7 +26,13 @@ from typing import Any
 import torch
 
 from noisyarl.attacks.base import AttackSettings, LearningCurve
-from noisyarl.attacks.leakage import ChanceFigures, LeakageAttack, LeakageResult, test_draws
+from noisyarl.attacks.leakage import (
+    ChanceFigures,
+    LeakageAttack,
+    LeakageResult,
+    TestOutcomes,
+    test_outcomes,
+)
 from noisyarl.attacks.multi_query import QueryRow
 from noisyarl.attacks.reconstruction import (
     ReconstructionAttack,
@@ -125,13 +130,14 @@ class ExperimentSetup:
 class AttackOutcome:
     """What :func:`attack` measured on the trained defence.
 
-    ``utility``: the utility head's test scores, one per noise draw (percent, or the task's
-    metric); ``leakage`` / ``reconstruction`` / ``worst_case``: the stages' typed results
-    (None when a stage is off); ``signal``: RMS and between-image SD of the noise-free
-    features on the test split, and σ_eff; ``seconds``: wall time of the whole stage.
+    ``utility``: the utility head's test outcomes (a score per noise draw, percent or the
+    task's metric, and each image's score averaged over the draws); ``leakage`` /
+    ``reconstruction`` / ``worst_case``: the stages' typed results (None when a stage is
+    off); ``signal``: RMS and between-image SD of the noise-free features on the test split,
+    and σ_eff; ``seconds``: wall time of the whole stage.
     """
 
-    utility: list[float]
+    utility: TestOutcomes
     leakage: LeakageResult | None
     reconstruction: ReconstructionResult | None
     worst_case: WorstCaseResult | None
@@ -141,7 +147,7 @@ class AttackOutcome:
     @property
     def test_utility(self) -> float:
         """The headline utility: the mean over the test noise draws."""
-        return statistics.fmean(self.utility)
+        return self.utility.mean
 
 
 def run_experiment(
@@ -246,11 +252,11 @@ def attack(setup: ExperimentSetup) -> AttackOutcome:
     # The test noise draws of the utility head come from their own seed, so a resumed run
     # (which skips training) scores utility exactly as an uninterrupted one.
     torch.manual_seed(setup.config.seed + PHASE_OFFSETS["utility_test"])
-    utility = test_draws(target.view, setup.defence.utility_head, setup.splits["test"],
-                         setup.utility, attack_settings(setup, setup.config.attacks.leakage))
+    utility = test_outcomes(target.view, setup.defence.utility_head, setup.splits["test"],
+                            setup.utility, attack_settings(setup, setup.config.attacks.leakage))
     leakage = _leakage_stage(setup, target, key)
     reconstruction = _reconstruction_stage(setup, target, key)
-    worst_case = _worst_case_stage(setup, target, key, statistics.fmean(utility), leakage,
+    worst_case = _worst_case_stage(setup, target, key, utility.mean, leakage,
                                    reconstruction)
     signal = _test_signal(setup)
     return AttackOutcome(utility, leakage, reconstruction, worst_case, signal,
@@ -605,8 +611,9 @@ def _metrics(setup: ExperimentSetup, fitted: FitResult, outcome: AttackOutcome,
         "private_task": {"label": private.label, "kind": private.kind,
                          "metric": private.metric_name},
         "utility": test_utility,
-        "utility_sd": statistics.stdev(outcome.utility) if len(outcome.utility) > 1 else 0.0,
-        "utility_draws": outcome.utility,
+        "utility_sd": outcome.utility.sd,
+        "utility_draws": outcome.utility.draws,
+        "utility_per_image": outcome.utility.per_image,
         "utility_valid": fitted.best_valid_utility,
         "utility_chance": utility_chance.chance,
         "utility_learned": utility_chance.learned,

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from noisyarl.attacks.suite import WORST_CASE_COLUMNS
 from noisyarl.evaluation.report import Column
@@ -154,7 +154,9 @@ class RunResult:
     worst_case: dict[str, Any] | None
     privacy_worst_case_best_test_epoch: float | None
     worst_case_suite: dict[str, Any] | None
-    metrics: dict[str, Any] = field(repr=False)
+    utility_per_image: tuple[float, ...] | None = field(default=None, repr=False)
+    privacy_per_image: tuple[float, ...] | None = field(default=None, repr=False)
+    metrics: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_metrics(cls, metrics: Mapping[str, Any]) -> RunResult:
@@ -192,7 +194,10 @@ class RunResult:
             split_seed=get("split_seed"), warnings=tuple(get("warnings") or ()),
             worst_case=worst,
             privacy_worst_case_best_test_epoch=get("privacy_worst_case_best_test_epoch"),
-            worst_case_suite=get("worst_case"), metrics=kept,
+            worst_case_suite=get("worst_case"),
+            utility_per_image=_tuple_or_none(get("utility_per_image")),
+            privacy_per_image=_tuple_or_none((get("leakage") or {}).get("test_per_image")),
+            metrics=kept,
         )
 
     @classmethod
@@ -255,8 +260,18 @@ def load_results(run_dirs: Sequence[str | Path]) -> list[RunResult]:
     return [RunResult.load(run_dir) for run_dir in run_dirs]
 
 
-def best_ranked(results: Sequence[RunResult],
-                score: Callable[[RunResult], float | None]) -> tuple[RunResult, bool]:
+class Ranked(Protocol):
+    """Anything with a :attr:`RunResult.ranked`-like flag (a run, or a row over seeds)."""
+
+    @property
+    def ranked(self) -> bool: ...
+
+
+RankedT = TypeVar("RankedT", bound=Ranked)
+
+
+def best_ranked(results: Sequence[RankedT],
+                score: Callable[[RankedT], float | None]) -> tuple[RankedT, bool]:
     """The result with the largest ``score`` among the ranked ones, and True; when none is
     ranked, the largest over all, and False. A ``None`` score counts as the lowest."""
     if not results:
@@ -264,7 +279,7 @@ def best_ranked(results: Sequence[RunResult],
     ranked = [result for result in results if result.ranked]
     pool = ranked or list(results)
 
-    def key(result: RunResult) -> float:
+    def key(result: RankedT) -> float:
         value = score(result)
         return float("-inf") if value is None else value
 
@@ -275,6 +290,10 @@ def table_columns(base: Sequence[Column], results: Sequence[RunResult]) -> list[
     """``base`` plus the worst-case columns when any of ``results`` ran the worst-case suite."""
     worst = any(result.worst_case is not None for result in results)
     return [*base, *(WORST_CASE_COLUMNS if worst else [])]
+
+
+def _tuple_or_none(values: Sequence[float] | None) -> tuple[float, ...] | None:
+    return tuple(values) if values else None
 
 
 def _scaled(value: float | None, unit: float) -> float | None:

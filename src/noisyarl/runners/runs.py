@@ -29,7 +29,7 @@ TASKS_FILE = "tasks.json"
 #: What makes a folder a run directory (``run`` without ``--resume`` refuses to reuse it).
 RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.json")
 #: Config sections a checkpoint does not depend on: they may change on ``--resume``.
-NOT_TRAINING = ("attacks", "compare", "sweep", "reference")
+NOT_TRAINING = ("attacks", "compare", "sweep", "reference", "seeds")
 #: Keys of ``train`` that change neither the weights nor the results.
 DISPLAY_ONLY = ("progress", "keep_checkpoints")
 

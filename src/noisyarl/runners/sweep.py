@@ -4,8 +4,8 @@ Every point is a full experiment (training, leakage attack) in ``OUT/runs/<run n
 writes ``sweep.csv`` and ``sweep.json`` (one :meth:`RunResult.row` per σ on the test split, plus
 the validation Δ), ``sigma_sweep.png`` (log σ axis) and ``report.md``. The chosen σ is the one
 with the largest **validation** Δ = best validation utility − the attacker's best validation
-accuracy, among the rows whose models learned (see :attr:`RunResult.ranked`), so the test split
-never takes part in the choice.
+accuracy (mean over the seeds, ``--seeds``), among the σ values whose models learned in every
+seed (see :attr:`RunResult.ranked`), so the test split never takes part in the choice.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from noisyarl.methods import METHODS
 from noisyarl.runners.compare import check_before_decoding
 from noisyarl.runners.experiment import run_experiment
 from noisyarl.runners.result import DEFINITIONS, RUN_COLUMNS, RunResult, best_ranked
+from noisyarl.runners.seeds import SeedSummary, interval_columns, interval_note
 from noisyarl.runtime.distributed import current_env
 from noisyarl.utils.io import write_json
 
@@ -38,15 +39,15 @@ SWEEP_COLUMNS: list[Column] = [
 
 @dataclass
 class SweepResult:
-    """rows: one dict per σ (:meth:`RunResult.row` plus ``valid_delta``), in the order run.
-    best_sigma: the σ with the largest validation Δ among the ranked runs (all runs when none
-    is ranked; then ``best_ranked`` is False). metrics: σ -> that run's metrics; results: σ ->
-    its :class:`RunResult`."""
+    """rows: one dict per σ (:meth:`SeedSummary.row` plus ``valid_delta``, the mean over seeds),
+    in the order run. best_sigma: the σ with the largest mean validation Δ among the ranked
+    σ values (all when none is ranked; then ``best_ranked`` is False). summaries: σ -> its
+    :class:`SeedSummary` over the seeds; metrics: σ -> the first seed's metrics."""
 
     rows: list[dict[str, Any]]
     best_sigma: float
     metrics: dict[float, dict[str, Any]]
-    results: dict[float, RunResult] = field(default_factory=dict)
+    summaries: dict[float, SeedSummary] = field(default_factory=dict)
     best_ranked: bool = True
 
 
@@ -56,17 +57,20 @@ def validation_delta(metrics: dict[str, Any] | RunResult) -> float | None:
     return result.validation_delta
 
 
-def sweep_row(metrics: dict[str, Any] | RunResult) -> dict[str, Any]:
-    """The sweep table's row of one run: its :meth:`RunResult.row` and its validation Δ."""
+def sweep_row(metrics: dict[str, Any] | RunResult | SeedSummary) -> dict[str, Any]:
+    """The sweep table's row of one σ: its row (one run's, or the mean over seeds) and its
+    validation Δ."""
+    if isinstance(metrics, SeedSummary):
+        return {**metrics.row(), "valid_delta": metrics.validation_delta}
     result = metrics if isinstance(metrics, RunResult) else RunResult.from_metrics(metrics)
     return {**result.row(), "valid_delta": result.validation_delta}
 
 
-def choose_sigma(results: dict[float, RunResult]) -> tuple[float, bool]:
-    """The σ with the largest validation Δ among the ranked runs, and whether it is ranked
-    (False: no σ learned, the largest validation Δ of all is returned)."""
-    best, ranked = best_ranked(list(results.values()), lambda result: result.validation_delta)
-    return next(sigma for sigma, result in results.items() if result is best), ranked
+def choose_sigma(summaries: dict[float, SeedSummary]) -> tuple[float, bool]:
+    """The σ with the largest mean validation Δ among the ranked σ values, and whether it is
+    ranked (False: no σ learned, the largest validation Δ of all is returned)."""
+    best, ranked = best_ranked(list(summaries.values()), lambda summary: summary.validation_delta)
+    return next(sigma for sigma, summary in summaries.items() if summary is best), ranked
 
 
 def check_sweepable(config: ExperimentConfig) -> None:
@@ -120,25 +124,29 @@ def run_sigma_sweep(
         raise ConfigError(f"sweep.sigmas: every σ must differ, got {sigmas}")
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
-    points = sweep_points(config, sigmas, reconstruction)
-    check_before_decoding(config, [runs_dir / point.run_name() for point in points],
+    seeds = config.run_seeds()
+    points = [[point.with_seed(seed) for seed in seeds]
+              for point in sweep_points(config, sigmas, reconstruction)]
+    check_before_decoding(config, [runs_dir / run.run_name() for runs in points for run in runs],
                           out_dir / "sweep.json", resume=resume, labels=splits is None)
     splits = splits or load_data(config, progress=config.train.progress)
-    metrics, results = {}, {}
-    for point in points:
-        print(f"\n== {point.run_name()}")
-        sigma = point.method.sigma
-        metrics[sigma] = run_experiment(point, runs_dir / point.run_name(), resume=resume,
-                                        splits=splits)
-        results[sigma] = RunResult.from_metrics(metrics[sigma])
-        if results[sigma].delta is None:
-            raise ConfigError("tasks.utility: the sweep needs a classification utility (Δ is "
-                              "not defined for a regression utility)")
-    rows = [sweep_row(result) for result in results.values()]
-    best_sigma, ranked = choose_sigma(results)
+    metrics, summaries = {}, {}
+    for runs in points:
+        sigma, results = runs[0].method.sigma, []
+        for run in runs:
+            print(f"\n== {run.run_name()}")
+            values = run_experiment(run, runs_dir / run.run_name(), resume=resume, splits=splits)
+            metrics.setdefault(sigma, values)
+            results.append(RunResult.from_metrics(values))
+            if results[-1].delta is None:
+                raise ConfigError("tasks.utility: the sweep needs a classification utility (Δ "
+                                  "is not defined for a regression utility)")
+        summaries[sigma] = SeedSummary.of(f"σ={sigma:g}", results)
+    rows = [sweep_row(summary) for summary in summaries.values()]
+    best_sigma, ranked = choose_sigma(summaries)
     if current_env().is_main:  # under torchrun rank 0 alone writes the sweep files
-        _write_sweep(out_dir, config, rows, best_sigma, ranked)
-    return SweepResult(rows=rows, best_sigma=best_sigma, metrics=metrics, results=results,
+        _write_sweep(out_dir, config, list(summaries.values()), best_sigma, ranked)
+    return SweepResult(rows=rows, best_sigma=best_sigma, metrics=metrics, summaries=summaries,
                        best_ranked=ranked)
 
 
@@ -152,19 +160,24 @@ def sweep_notes(best_sigma: float, ranked: bool) -> list[str]:
             *DEFINITIONS]
 
 
-def _write_sweep(out_dir: Path, config: ExperimentConfig, rows: list[dict[str, Any]],
+def _write_sweep(out_dir: Path, config: ExperimentConfig, summaries: list[SeedSummary],
                  best_sigma: float, ranked: bool) -> None:
     """Write ``sweep.json``, ``sweep.csv``, ``sigma_sweep.png`` and ``report.md``."""
+    rows = [sweep_row(summary) for summary in summaries]
+    table_rows = [{**summary.table_row(), "valid_delta": summary.validation_delta}
+                  for summary in summaries]
+    columns = interval_columns(SWEEP_COLUMNS)
     write_json(out_dir / "sweep.json", {"best_sigma": best_sigma, "best_ranked": ranked,
-                                        "rows": rows})
+                                        "seeds": config.run_seeds(), "rows": rows})
     write_csv(rows, out_dir / "sweep.csv")
     title = (f"{config.method.name} σ sweep: private {config.tasks.private.label} / "
              f"utility {config.tasks.utility.label}")
     plot_sigma_sweep(rows, out_dir / "sigma_sweep.png", title=title)
-    write_report(out_dir, title=title, summary_rows=rows, columns=SWEEP_COLUMNS,
+    write_report(out_dir, title=title, summary_rows=table_rows, columns=columns,
                  images={"Utility, privacy and Δ against σ": out_dir / "sigma_sweep.png"},
-                 notes=sweep_notes(best_sigma, ranked))
-    print("\n" + format_table(rows, SWEEP_COLUMNS))
+                 notes=[*sweep_notes(best_sigma, ranked)[:2], interval_note(config.run_seeds()),
+                        *DEFINITIONS])
+    print("\n" + format_table(table_rows, columns))
     learned = "" if ranked else " (no σ learned)"
     print(f"\nbest σ on the validation split: {best_sigma:g}{learned}; "
           f"wrote {out_dir / 'report.md'}")
