@@ -62,7 +62,8 @@ def with_sigma(entry: CompareEntry, sigma: float) -> CompareEntry:
     """``entry`` with its σ replaced, and the σ its label names (``(σ=1)`` -> ``(σ=9)``)."""
     old, new = f"σ={entry.method.sigma:g}", f"σ={sigma:g}"
     label = entry.label.replace(old, new) if old in entry.label else f"{entry.label} ({new})"
-    return CompareEntry(label, dataclasses.replace(entry.method, sigma=sigma))
+    return dataclasses.replace(entry, label=label,
+                               method=dataclasses.replace(entry.method, sigma=sigma))
 
 
 def comparison_rows(sigma: float, path: str = ROWS_CONFIG) -> list[CompareEntry]:
@@ -80,7 +81,7 @@ def with_row_params(entries: list[CompareEntry], specs: list[str]) -> list[Compa
         if len(keys) != 2:
             raise SystemExit(f"--row-params {spec!r}: expected METHOD.PARAM=VALUE")
         changes.setdefault(keys[0], {})[keys[1]] = value
-    return [CompareEntry(entry.label, dataclasses.replace(
+    return [dataclasses.replace(entry, method=dataclasses.replace(
                 entry.method, params={**entry.method.params, **changes[entry.method.name]}))
             if entry.method.name in changes else entry for entry in entries]
 

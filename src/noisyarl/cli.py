@@ -139,7 +139,7 @@ def _compare(args: argparse.Namespace) -> None:
     config = _load_config(args)
     out = args.out or f"runs/compare-{config.name}"
     _check_output_dir(out, "--out")
-    run_comparison(config, out, resume=args.resume)
+    run_comparison(config, out, resume=args.resume, pareto=args.pareto)
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -337,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser("compare", help="every method of a table on the same data")
     _config_arguments(compare, "output folder (default runs/compare-<name>)")
+    compare.add_argument("--pareto", action="store_true",
+                         help="train each row over its trade-off knob's grid and report it at "
+                              "the value chosen on validation, with trade-off curves")
     compare.set_defaults(handler=_compare)
 
     sweep = commands.add_parser("sweep", help="privacy, utility and Δ against σ")

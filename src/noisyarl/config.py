@@ -30,7 +30,7 @@ from noisyarl.attacks.attackers import ATTACKERS
 from noisyarl.data.registry import DATASETS
 from noisyarl.errors import ConfigError
 from noisyarl.evaluation.report import paper_reference_rows
-from noisyarl.methods import METHODS, method_params
+from noisyarl.methods import METHODS, find_knob, method_params
 from noisyarl.utils.io import atomic_write_text
 from noisyarl.utils.validate import finite_number
 
@@ -86,6 +86,13 @@ class MethodConfig:
     sigma: float = 0.0
     noise: bool = True
     params: dict[str, Any] = field(default_factory=dict)
+
+    def with_knob(self, key: str, value: float) -> MethodConfig:
+        """A copy with trade-off knob ``key`` (``sigma`` or ``params.NAME``) set to ``value``."""
+        if key.startswith("params."):
+            return dataclasses.replace(self, params={**self.params,
+                                                     key.removeprefix("params."): value})
+        return dataclasses.replace(self, **{key: value})
 
 
 @dataclass
@@ -166,10 +173,27 @@ class AttacksConfig:
 
 @dataclass
 class CompareEntry:
-    """One row of ``noisyarl compare``: a row label and the method that replaces ``method``."""
+    """One row of ``noisyarl compare``: a row label and the method that replaces ``method``.
+
+    knob: the trade-off knob ``compare --pareto`` turns for this row (``sigma``,
+    ``params.alpha``, ...); empty: the defence's first declared knob
+    (:attr:`noisyarl.methods.Defence.knobs`).
+    """
 
     label: str = ""
     method: MethodConfig = field(default_factory=MethodConfig)
+    knob: str = ""
+
+
+@dataclass
+class ParetoConfig:
+    """``noisyarl compare --pareto``: every row trained over a grid of its trade-off knob.
+
+    grids: method name -> {knob key: values}, replacing that defence's declared grid; e.g.
+    ``{maxent_arl: {params.alpha: [0.1, 0.3, 0.5]}}``.
+    """
+
+    grids: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -194,6 +218,7 @@ class ExperimentConfig:
     attacks: AttacksConfig = field(default_factory=AttacksConfig)
     compare: list[CompareEntry] = field(default_factory=list)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    pareto: ParetoConfig = field(default_factory=ParetoConfig)
     #: Columns that select the paper's rows shown beside the results, e.g. ``{table: 3}``
     #: (see :func:`noisyarl.evaluation.report.paper_reference_rows`); empty: none.
     reference: dict[str, Any] = field(default_factory=dict)
@@ -425,6 +450,43 @@ def _check_values(config: ExperimentConfig) -> None:
     for index, entry in enumerate(config.compare):
         _check_method(entry.method, f"compare[{index}].method")
     _check_reference(config.reference)
+    _check_knobs(config)
+
+
+def _check_knobs(config: ExperimentConfig) -> None:
+    """Every compare row's knob and every Pareto grid names a declared knob of its defence,
+    and every grid value gives valid settings."""
+    for index, entry in enumerate(config.compare):
+        if entry.knob and METHODS.get(entry.method.name) is not None:
+            _knob(entry.method.name, entry.knob, f"compare[{index}].knob")
+    for name, grids in config.pareto.grids.items():
+        if name not in METHODS:
+            raise ConfigError(f"pareto.grids.{name}: unknown method (known: "
+                              f"{', '.join(METHODS)})")
+        if not isinstance(grids, dict):
+            raise ConfigError(f"pareto.grids.{name}: expected a mapping knob -> values")
+        for key, values in grids.items():
+            where = f"pareto.grids.{name}.{key}"
+            _knob(name, key, where)
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{where}: expected a non-empty list of values")
+            for value in values:
+                _finite(value, where)
+                point = MethodConfig(name=name).with_knob(key, value)
+                for ok, setting, message in _method_checks(point, "method"):
+                    if not ok:
+                        raise ConfigError(f"{where}: {value!r}: {setting} {message}")
+                try:
+                    method_params(name, point.params)
+                except ValueError as error:
+                    raise ConfigError(f"{where}: {value!r}: {error}") from error
+
+
+def _knob(name: str, key: str, where: str):
+    try:
+        return find_knob(name, key)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from error
 
 
 #: Values renamed so that one concept has one name: old spelling -> (config key, new value).

@@ -127,11 +127,80 @@ def plot_privacy_utility(
                                TITLE_WRAP), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.margins(0.15)
+    _clip_to_percent(ax)
     with_bars = any(_error_bar(row, "utility") is not None for row in points)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
               title="error bars: 95 % CI" if with_bars else None, title_fontsize=8)
     figure.tight_layout()
     return _save_png(figure, path)
+
+
+def plot_pareto(
+    curves: Mapping[str, Sequence[Mapping[str, Any]]],
+    front: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    title: str | None = None,
+) -> Path:
+    """Privacy-utility curves, one per defence over its trade-off knob, and the Pareto front.
+
+    ``curves``: defence label -> rows in knob-grid order (``privacy``, ``utility``, optional
+    ``KEY_low``/``KEY_high`` error bars, ``status``, ``selected``); ``front``: the rows on the
+    Pareto front (a dashed black line). A row that did not learn is hollow; the row chosen on
+    validation is ringed. Chance levels are dashed grey lines. Returns ``path``.
+    """
+    figure = Figure(figsize=LEGEND_CHART_INCHES, dpi=CHART_DPI)
+    ax = figure.subplots()
+    colours = _colours(len(curves))
+    drawn = []
+    for (label, rows), colour in zip(curves.items(), colours, strict=True):
+        points = [row for row in rows
+                  if _finite(row.get("privacy")) and _finite(row.get("utility"))]
+        if not points:
+            continue
+        drawn += points
+        ax.plot([row["privacy"] for row in points], [row["utility"] for row in points],
+                color=colour, linewidth=1, alpha=0.6)
+        for index, row in enumerate(points):
+            learned = not str(row.get("status") or "")
+            ax.errorbar(row["privacy"], row["utility"], xerr=_error_bar(row, "privacy"),
+                        yerr=_error_bar(row, "utility"), fmt="o", color=colour, capsize=3,
+                        markerfacecolor=colour if learned else "none",
+                        label=label if index == 0 else None, zorder=3)
+            if row.get("selected") == "yes":
+                ax.scatter(row["privacy"], row["utility"], s=180, facecolors="none",
+                           edgecolors="black", linewidths=1.2, zorder=4)
+    if not drawn:
+        raise ValueError("no row has both a privacy and a utility value")
+    ordered = sorted(front, key=lambda row: row["privacy"])
+    if ordered:
+        ax.plot([row["privacy"] for row in ordered], [row["utility"] for row in ordered],
+                color="black", linestyle="--", linewidth=1.2, label="Pareto front (learned)",
+                zorder=2)
+    ax.scatter([], [], s=120, facecolors="none", edgecolors="black",
+               label="ringed: chosen on validation")
+    ax.scatter([], [], facecolors="none", edgecolors="grey", label="hollow: did not learn")
+    _chance_lines(ax, drawn)
+    ax.set_xlabel("privacy: attacker accuracy (%) ↓")
+    ax.set_ylabel("utility (%) ↑")
+    ax.set_title(textwrap.fill(title or "trade-off curves (better: up and left)", TITLE_WRAP),
+                 fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.margins(0.12)
+    _clip_to_percent(ax)
+    with_bars = any(_error_bar(row, "utility") is not None for row in drawn)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+              title="error bars: 95 % CI" if with_bars else None, title_fontsize=8)
+    figure.tight_layout()
+    return _save_png(figure, path)
+
+
+def _clip_to_percent(ax: Axes) -> None:
+    """Keep both axes within [-2, 102] %: an interval of two seeds can reach far beyond the
+    possible range (its bars then run off the plot, which is honest and readable)."""
+    for get, set_ in ((ax.get_xlim, ax.set_xlim), (ax.get_ylim, ax.set_ylim)):
+        low, high = get()
+        set_(max(low, -2.0), min(high, 102.0))
 
 
 def _error_bar(row: Mapping[str, Any], key: str) -> list[list[float]] | None:
@@ -362,6 +431,7 @@ __all__ = [
     "GRID_LABEL_INCHES",
     "TITLE_WRAP",
     "plot_learning_curve",
+    "plot_pareto",
     "plot_privacy_utility",
     "plot_sigma_sweep",
     "save_image_grid",

@@ -15,7 +15,7 @@ import warnings
 from typing import Any
 
 from noisyarl.methods.adversary import adversary_step
-from noisyarl.methods.base import Defence, DefenceSpec
+from noisyarl.methods.base import Defence, DefenceSpec, Knob
 from noisyarl.methods.deep_obfuscator import DeepObfuscator
 from noisyarl.methods.disco import Disco
 from noisyarl.methods.maxent import MaxEntARL
@@ -114,6 +114,27 @@ def _param_value(value: Any, hint: Any, key: str) -> Any:
     return value
 
 
+def find_knob(name: str, key: str = "") -> Knob:
+    """The trade-off knob ``key`` of defence ``name`` (default: its first). Raises
+    ``ValueError`` naming the defence and its knobs when it has no such knob.
+
+    >>> find_knob("maxent_arl").key, find_knob("noisy_arl", "params.lambda_adv").grid
+    ('params.alpha', (0.01, 0.1, 0.5, 1.0))
+    """
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r} (known: {', '.join(METHODS)})")
+    knobs = METHODS[name].knobs
+    if not knobs:
+        raise ValueError(f"{name} has no trade-off knob")
+    if not key:
+        return knobs[0]
+    for knob in knobs:
+        if knob.key == key:
+            return knob
+    raise ValueError(f"{name} has no knob {key!r} (its knobs: "
+                     f"{', '.join(knob.key for knob in knobs)})")
+
+
 def build_defence(name: str, spec: DefenceSpec) -> Defence:
     """Instantiate the defence ``name`` (see ``METHODS``)."""
     if name not in METHODS:
@@ -121,5 +142,5 @@ def build_defence(name: str, spec: DefenceSpec) -> Defence:
     return METHODS[name](spec)
 
 
-__all__ = ["METHODS", "Defence", "DefenceSpec", "adversary_step", "build_defence",
-           "method_params"]
+__all__ = ["METHODS", "Defence", "DefenceSpec", "Knob", "adversary_step", "build_defence",
+           "find_knob", "method_params"]

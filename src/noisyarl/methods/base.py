@@ -27,6 +27,28 @@ from noisyarl.models.noise import GaussianNoise, find_noise_module
 from noisyarl.runtime import StepContext
 
 
+@dataclass(frozen=True)
+class Knob:
+    """A defence's privacy/utility trade-off knob and the grid a Pareto comparison trains.
+
+    key: what it sets, ``sigma`` (``method.sigma``) or ``params.NAME`` (``method.params``);
+    grid: its default values, from the most useful to the most private or the reverse.
+    """
+
+    key: str
+    grid: tuple[float, ...]
+
+    @property
+    def name(self) -> str:
+        """The key without ``params.``: ``sigma``, ``alpha`` (run names, file names)."""
+        return self.key.removeprefix("params.")
+
+    @property
+    def symbol(self) -> str:
+        """Short name for row labels: ``σ``, or :attr:`name`."""
+        return "σ" if self.key == "sigma" else self.name
+
+
 @dataclass(frozen=True, kw_only=True)
 class DefenceSpec:
     """What a defence is built from (keywords only: a spec built by position silently swaps
@@ -73,6 +95,9 @@ class Defence(nn.Module, ABC):
     #: The split a defence without ``has_split`` always uses, when its client is a prefix of a
     #: ResNet18 all the same (DISCO: layer2); None when the client is no such prefix.
     fixed_split: ClassVar[int | None] = None
+    #: The trade-off knobs a Pareto comparison may turn, the default one first; empty for a
+    #: defence without one (the upper bound).
+    knobs: ClassVar[tuple[Knob, ...]] = ()
 
     client: nn.Module
     utility_head: nn.Module

@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from noisyarl.methods.adversary import adversary_step
-from noisyarl.methods.base import Defence, DefenceSpec
+from noisyarl.methods.base import Defence, DefenceSpec, Knob
 from noisyarl.models import ReconstructionDecoder, vgg16_obfuscator, vgg16_tail
 from noisyarl.models.vgg import OBFUSCATOR_CHANNELS
 from noisyarl.runtime import StepContext
@@ -87,6 +87,7 @@ class DeepObfuscator(Defence):
     name = "deep_obfuscator"
     display_name = "DeepObfuscator"
     Params = DeepObfuscatorParams
+    knobs = (Knob("params.lambda1", (0.01, 0.1, 0.5, 1.0)),)
     has_split = False
     has_noise = False
 

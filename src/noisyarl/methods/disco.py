@@ -37,7 +37,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from noisyarl.methods.adversary import adversary_step
-from noisyarl.methods.base import Defence, DefenceSpec
+from noisyarl.methods.base import Defence, DefenceSpec, Knob
 from noisyarl.models import ReconstructionDecoder, resnet18_prefix, resnet18_suffix
 from noisyarl.runtime import StepContext
 
@@ -175,6 +175,8 @@ class Disco(Defence):
     name = "disco"
     display_name = "DISCO"
     Params = DiscoParams
+    #: The pruning ratio R, up to the paper's 0.9 and beyond it.
+    knobs = (Knob("params.prune_ratio", (0.3, 0.6, 0.9, 0.95)),)
     # The split is fixed at ResNet18's layer2 and there is no noise module.
     has_split = False
     has_noise = False

@@ -52,7 +52,7 @@ from torch.nn import functional as F
 from torchvision.models.resnet import BasicBlock
 
 from noisyarl.methods.adversary import adversary_step
-from noisyarl.methods.base import Defence, DefenceSpec
+from noisyarl.methods.base import Defence, DefenceSpec, Knob
 from noisyarl.models import resnet18_prefix
 from noisyarl.runtime import StepContext
 
@@ -177,6 +177,8 @@ class MaxEntARL(Defence):
     name = "maxent_arl"
     display_name = "MaxEnt-ARL"
     Params = MaxEntParams
+    #: α, over the span the authors' CIFAR-100 script sweeps (0.1 to 0.6).
+    knobs = (Knob("params.alpha", (0.1, 0.25, 0.4, 0.6)),)
     has_split = False
     has_noise = False
 

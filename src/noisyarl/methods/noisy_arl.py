@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from noisyarl.methods.adversary import adversary_step
-from noisyarl.methods.base import Defence, DefenceSpec
+from noisyarl.methods.base import Defence, DefenceSpec, Knob
 from noisyarl.models import GaussianNoise, Obfuscator, resnet18_prefix, resnet18_suffix
 from noisyarl.runtime import StepContext
 
@@ -56,6 +56,9 @@ class NoisyARL(Defence):
     name = "noisy_arl"
     display_name = "noisy ARL"
     Params = NoisyARLParams
+    #: σ, and the adversary weight λ that trades off plain ARL (σ = 0).
+    knobs = (Knob("sigma", (1.0, 2.0, 4.0, 9.0)),
+             Knob("params.lambda_adv", (0.01, 0.1, 0.5, 1.0)))
 
     def __init__(self, spec: DefenceSpec) -> None:
         super().__init__(spec)

@@ -28,6 +28,7 @@ from noisyarl.evaluation.report import (
     write_report,
 )
 from noisyarl.runners.experiment import run_experiment, save_reconstruction_grid
+from noisyarl.runners.pareto import KnobPoint, knob_points, select_points, write_pareto
 from noisyarl.runners.result import COMPARE_COLUMNS, DEFINITIONS, RunResult, table_columns
 from noisyarl.runners.seeds import (
     COMPARISON_COLUMNS,
@@ -97,19 +98,25 @@ def run_comparison(
     *,
     resume: bool = False,
     splits: dict[str, ImageSplit] | None = None,
+    pareto: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every ``config.compare`` entry once per seed (``config.run_seeds()``) on the same
     decoded data; write the table with intervals and the paired comparisons.
 
     Every (row, seed) is a run directory ``OUT/runs/<run name>`` (the name ends in the seed).
-    ``resume`` continues interrupted runs and reuses finished ones. Returns the table rows
+    ``pareto``: train each row over its trade-off knob's grid and report it at the value
+    chosen on validation (:mod:`noisyarl.runners.pareto`). ``resume`` continues interrupted
+    runs and reuses finished ones. Returns the table rows
     (:meth:`noisyarl.runners.seeds.SeedSummary.row`).
     """
     out_dir = Path(out_dir)
-    rows_to_run = comparison_configs(config)
+    rows = comparison_configs(config)
+    points = knob_points(config, rows) if pareto else [KnobPoint(label, row)
+                                                       for label, row in rows]
     seeds = config.run_seeds()
-    planned = {label: [(row.with_seed(seed), out_dir / "runs" / row.with_seed(seed).run_name())
-                       for seed in seeds] for label, row in rows_to_run}
+    planned = {point.label: [(point.config.with_seed(seed),
+                              out_dir / "runs" / point.config.with_seed(seed).run_name())
+                             for seed in seeds] for point in points}
     check_before_decoding(config, [run_dir for runs in planned.values() for _, run_dir in runs],
                           out_dir / "table.md", resume=resume, labels=splits is None)
     splits = splits or load_data(config, progress=config.train.progress)
@@ -119,17 +126,21 @@ def run_comparison(
             print(f"\n== {label}: {seeded.run_name()}")
             metrics = run_experiment(seeded, run_dir, resume=resume, splits=splits)
             results.setdefault(label, []).append(RunResult.from_metrics(metrics))
-    summaries = summarise_seeds(results)
+    summaries = {summary.label: summary for summary in summarise_seeds(results)}
+    chosen = select_points(points, summaries) if pareto else [(point, True) for point in points]
+    table = [summaries[point.label] for point, _ in chosen]
     if current_env().is_main:  # under torchrun rank 0 alone writes the table
-        first_runs = [(label, runs[0][1]) for label, runs in planned.items()]
-        _write_comparison(out_dir, config, summaries, first_runs)
-    return [summary.row() for summary in summaries]
+        first_runs = [(point.label, planned[point.label][0][1]) for point, _ in chosen]
+        _write_comparison(out_dir, config, table, first_runs,
+                          (points, summaries, chosen) if pareto else None)
+    return [summary.row() for summary in table]
 
 
 def _write_comparison(out_dir: Path, config: ExperimentConfig, summaries: list[SeedSummary],
-                      run_dirs: list[tuple[str, Path]]) -> None:
+                      run_dirs: list[tuple[str, Path]], pareto: tuple | None = None) -> None:
     """Write ``table.md``, ``table.csv``, ``table.json``, the figures and ``report.md``; print
-    the table."""
+    the table. ``pareto``: (points, summaries by label, chosen points) of a Pareto run, whose
+    whole grid goes to ``pareto.md``, ``pareto.csv`` and ``pareto.png``."""
     title = (f"{config.name}: private {config.tasks.private.label} / utility "
              f"{config.tasks.utility.label} ({config.data.dataset})")
     results = [result for summary in summaries for result in summary.results]
@@ -147,17 +158,40 @@ def _write_comparison(out_dir: Path, config: ExperimentConfig, summaries: list[S
     if all(result.utility_metric == "accuracy" for result in results):
         images["Privacy against utility (up and to the left is better)"] = plot_privacy_utility(
             rows, out_dir / "privacy_utility.png", title=title)
+    notes = []
+    if pareto is not None:
+        points, by_label, chosen = pareto
+        images["Trade-off curves over each defence's knob, and the Pareto front"] = write_pareto(
+            out_dir, title, points, by_label, chosen, TABLE_COLUMNS)
+        notes.append(_pareto_note(points, chosen))
     grid = save_reconstruction_grid(run_dirs, out_dir / "reconstructions.png")
     if grid is not None:
         images["Reconstruction attack: originals (top) and each defence"] = grid
     paper = paper_reference_rows(**config.reference) if config.reference else None
     write_report(out_dir, title=title, summary_rows=[s.table_row() for s in summaries],
                  images=images, columns=columns,
-                 notes=_comparison_notes(config, summaries, comparisons,
-                                         worst_case=len(columns) > len(TABLE_COLUMNS)),
+                 notes=notes + _comparison_notes(config, summaries, comparisons,
+                                                 worst_case=len(columns) > len(TABLE_COLUMNS)),
                  paper_rows=paper)
     print("\n" + table + "\n\n" + "\n".join(comparison_notes(comparisons)))
     print(f"\nwrote {out_dir / 'table.md'}, {out_dir / 'table.csv'} and {out_dir / 'report.md'}")
+
+
+def _pareto_note(points: list[KnobPoint], chosen: list[tuple[KnobPoint, bool]]) -> str:
+    """How each defence's knob value was chosen, and from which grid."""
+    grids = {}
+    for point in points:
+        if point.knob is not None:
+            grids.setdefault(point.row, (point.knob, []))[1].append(f"{point.value:g}")
+    described = "; ".join(f"{row}: {knob.key} ∈ {{{', '.join(values)}}}"
+                          for row, (knob, values) in grids.items())
+    unranked = [point.row for point, ranked in chosen if not ranked]
+    return ("Pareto mode: each defence trained over its knob's grid with the same budget and "
+            f"seeds ({described}), and shown at the value with the largest mean validation Δ "
+            "among the values whose models learned in every seed (the test split takes no "
+            "part); every value is in pareto.md and pareto.png."
+            + (f" No value learned for {', '.join(unranked)}: its row is the largest "
+               "validation Δ of all and is not evidence." if unranked else ""))
 
 
 def _comparison_notes(config: ExperimentConfig, summaries: list[SeedSummary],

@@ -1,0 +1,139 @@
+"""Fair baselines: every defence trained over a grid of its trade-off knob, chosen on validation.
+
+``noisyarl compare --pareto`` turns each ``compare`` row into one run per value of the row's knob
+(:attr:`noisyarl.methods.Defence.knobs`; ``compare[i].knob`` picks another than the first;
+``pareto.grids`` replaces a grid), all with the same training budget and seeds. Each defence is
+then reported at the value with the largest mean **validation** Δ among the values whose models
+learned in every seed, so no defence is tuned more than another and the test split never takes
+part in the choice. The whole grid goes to ``pareto.md``/``pareto.csv`` and ``pareto.png``
+(one privacy-utility curve per defence with its seed intervals, and the Pareto front of the
+points that learned).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from noisyarl.config import ExperimentConfig
+from noisyarl.evaluation.plots import plot_pareto
+from noisyarl.evaluation.report import Column, format_table, write_csv
+from noisyarl.methods import METHODS, Knob, find_knob
+from noisyarl.runners.result import best_ranked
+from noisyarl.runners.seeds import SeedSummary, interval_columns
+from noisyarl.utils.io import atomic_write_text
+
+
+@dataclass(frozen=True)
+class KnobPoint:
+    """One training configuration of a comparison: compare row ``row`` with its ``knob`` at
+    ``value`` (both None for a plain comparison or a defence without a knob)."""
+
+    row: str
+    config: ExperimentConfig
+    knob: Knob | None = None
+    value: float | None = None
+
+    @property
+    def label(self) -> str:
+        """The table label: ``MaxEnt-ARL (alpha=0.25)``, or the row label alone."""
+        if self.knob is None:
+            return self.row
+        return f"{self.row} ({self.knob.symbol}={self.value:g})"
+
+
+def knob_points(config: ExperimentConfig,
+                rows: Sequence[tuple[str, ExperimentConfig]]) -> list[KnobPoint]:
+    """Every (row, knob value) to train, in row then grid order. A point's config is named
+    ``<name>-<knob><value>`` so that its run directories differ from the other points'."""
+    points = []
+    for (label, row), entry in zip(rows, config.compare, strict=True):
+        if not METHODS[row.method.name].knobs:
+            points.append(KnobPoint(label, row))
+            continue
+        knob = find_knob(row.method.name, entry.knob)
+        grid = config.pareto.grids.get(row.method.name, {}).get(knob.key) or knob.grid
+        for value in grid:
+            point = row.with_method(row.method.with_knob(knob.key, value))
+            point = dataclasses.replace(point, name=f"{config.name}-{knob.name}{value:g}")
+            points.append(KnobPoint(label, point, knob, float(value)))
+    return points
+
+
+def select_points(points: Sequence[KnobPoint],
+                  summaries: dict[str, SeedSummary]) -> list[tuple[KnobPoint, bool]]:
+    """Per compare row, the point with the largest mean validation Δ among its ranked points
+    (all of them when none is ranked), and whether that choice is ranked; in row order."""
+    chosen = []
+    for row in dict.fromkeys(point.row for point in points):
+        candidates = [point for point in points if point.row == row]
+        best, ranked = best_ranked([summaries[point.label] for point in candidates],
+                                   lambda summary: summary.validation_delta)
+        chosen.append((next(p for p in candidates if summaries[p.label] is best), ranked))
+    return chosen
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the (privacy, utility) points no other point dominates (a point dominates
+    another when its privacy is no higher and its utility no lower, one of them strictly).
+
+    >>> pareto_front([(60.0, 90.0), (70.0, 92.0), (65.0, 85.0), (60.0, 80.0)])
+    [0, 1]
+    """
+    def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+        return a[0] <= b[0] and a[1] >= b[1] and a != b
+
+    return [index for index, point in enumerate(points)
+            if not any(dominates(other, point) for other in points)]
+
+
+#: Extra columns of ``pareto.md``: which knob, its value, the choice and the front.
+PARETO_COLUMNS: list[Column] = [
+    ("knob", "knob", "{}"),
+    ("knob_value", "value", "{:g}"),
+    ("valid_delta", "validation Δ (pp)", "{:.2f}"),
+    ("selected", "chosen on validation", "{}"),
+    ("on_front", "on the Pareto front", "{}"),
+]
+
+
+def write_pareto(out_dir: Path, title: str, points: Sequence[KnobPoint],
+                 summaries: dict[str, SeedSummary], chosen: Sequence[tuple[KnobPoint, bool]],
+                 columns: Sequence[Column]) -> Path:
+    """Write ``pareto.md``, ``pareto.csv`` and ``pareto.png`` (returned) for the whole grid."""
+    selected = {point.label for point, _ in chosen}
+    learned = [point for point in points if summaries[point.label].ranked
+               and summaries[point.label].row().get("privacy") is not None]
+    front_of = pareto_front([(summaries[p.label].row()["privacy"],
+                              summaries[p.label].row()["utility"]) for p in learned])
+    front = {learned[index].label for index in front_of}
+    rows, table_rows = [], []
+    for point in points:
+        summary = summaries[point.label]
+        extra = _point_cells(point, summary, point.label in selected, point.label in front)
+        rows.append({**summary.row(), **extra})
+        table_rows.append({**summary.table_row(), **extra})
+    atomic_write_text(out_dir / "pareto.md", f"# {title}: every knob value\n\n"
+                      + format_table(table_rows, [*interval_columns(columns[:1]),
+                                                  *PARETO_COLUMNS,
+                                                  *interval_columns(columns[1:])]) + "\n")
+    write_csv(rows, out_dir / "pareto.csv")
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for point, row in zip(points, rows, strict=True):
+        curves.setdefault(point.row, []).append(row)
+    return plot_pareto(curves, [row for row in rows if row["on_front"] == "yes"],
+                       out_dir / "pareto.png", title=title)
+
+
+def _point_cells(point: KnobPoint, summary: SeedSummary, selected: bool,
+                 on_front: bool) -> dict[str, Any]:
+    return {"row": point.row, "knob": point.knob.key if point.knob else None,
+            "knob_value": point.value, "valid_delta": summary.validation_delta,
+            "selected": "yes" if selected else "", "on_front": "yes" if on_front else ""}
+
+
+__all__ = ["PARETO_COLUMNS", "KnobPoint", "knob_points", "pareto_front", "select_points",
+           "write_pareto"]
