@@ -11,6 +11,7 @@ for table 3) belong to real CelebA at 178 px and long training.
 Usage: python benchmarks/bench_compare.py --out /tmp/bench-compare [--num-images 4000]
        [--image-size 64] [--epochs 3] [--attack-epochs 30] [--reconstruction-epochs 30]
        [--sigma 9] [--pairs male_smiling mouth_smiling] [--rows arl noisy_arl ...]
+       [--seeds 0 1 2 3 4] [--pareto] [--split-fractions 0.6 0.15 0.25] [--no-cost]
        [--set train.batch_size=32 ...] [--row-params maxent_arl.client_lr=1e-3 ...]
 """
 
@@ -29,7 +30,7 @@ from noisyarl.config import CompareEntry, load_config, parse_override
 from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.evaluation.report import format_table
 from noisyarl.methods import METHODS
-from noisyarl.runners.compare import TABLE_COLUMNS, run_comparison
+from noisyarl.runners.compare import run_comparison
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 
 PAIRS = {
@@ -135,24 +136,46 @@ def main() -> None:
                         choices=["upper_bound", "maxent_arl", "deep_obfuscator", "disco", "arl",
                                  "noisy_arl"],
                         help="rows to run, in this order (default: the config's, all)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="train every row once per seed: mean ± 95 %% t-interval, paired "
+                             "differences over seeds (default: the config's seed alone)")
+    parser.add_argument("--pareto", action="store_true",
+                        help="train each row over its trade-off knob's grid and report it at "
+                             "the value chosen on validation (noisyarl compare --pareto)")
+    parser.add_argument("--split-fractions", type=float, nargs=3, default=None,
+                        metavar=("TRAIN", "VALID", "TEST"),
+                        help="shares of the generated faces per split, e.g. 0.6 0.15 0.25 for "
+                             "1,000 test images out of 4,000 (default 0.8 0.1 0.1)")
+    parser.add_argument("--no-cost", action="store_true",
+                        help="skip the client-cost table at 178 px")
     add_override_arguments(parser)
     args = parser.parse_args()
+    if args.seeds:
+        args.set = [*args.set, f"seeds={args.seeds}"]
     print(f"# {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
           "threads, CPU")
+    if not args.no_cost:
+        print_client_costs()
+    data_root = args.out / "data"
+    fractions = tuple(args.split_fractions) if args.split_fractions else None
+    ensure_celeba(data_root, SynthConfig(num_images=args.num_images, image_size=args.image_size,
+                                         seed=0, split_fractions=fractions), progress=True)
+    for pair in args.pairs:
+        started = time.perf_counter()
+        run_comparison(bench_config(PAIRS[pair], data_root, args), args.out / pair,
+                       resume=True, pareto=args.pareto)
+        print(f"\n## {pair} ({time.perf_counter() - started:.0f} s): "
+              f"{args.out / pair / 'table.md'}\n")
+        print((args.out / pair / "table.md").read_text())
+
+
+def print_client_costs() -> None:
+    """The client cost of every defence at the paper's 178 px, one image."""
     print("\nClient cost at 178 x 178 (one image):\n")
     print(format_table(client_costs(178), [
         ("method", "client", "{}"), ("client_gflops", "GFLOPs", "{:.3f}"),
         ("client_params_m", "params (M)", "{:.3f}"), ("peak_mib", "peak act. (MiB)", "{:.1f}"),
         ("z_shape", "z shape", "{}"), ("z_kib", "z (KiB)", "{:.1f}")]))
-    data_root = args.out / "data"
-    ensure_celeba(data_root, SynthConfig(num_images=args.num_images, image_size=args.image_size,
-                                         seed=0), progress=True)
-    for pair in args.pairs:
-        started = time.perf_counter()
-        rows = run_comparison(bench_config(PAIRS[pair], data_root, args), args.out / pair,
-                              resume=True)
-        print(f"\n## {pair} ({time.perf_counter() - started:.0f} s)\n")
-        print(format_table(rows, TABLE_COLUMNS))
 
 
 if __name__ == "__main__":

@@ -402,3 +402,22 @@ def test_unreachable_association_is_reported():
     config = SynthConfig(num_images=10, mouth_open_smiling_v=0.99, mouth_open_rate=0.1)
     with pytest.raises(ValueError, match="out of reach"):
         plan_faces(config)
+
+
+def test_split_fractions_size_a_test_split_of_1000_out_of_4000():
+    plan = plan_faces(SynthConfig(num_images=4000, seed=0, split_fractions=(0.6, 0.15, 0.25)))
+    counts = np.bincount(plan.partition, minlength=3)
+    assert abs(counts[2] - 1000) <= 8 and abs(counts[0] - 2400) <= 8  # whole identities move
+    test_people = set(plan.identity[plan.partition == 2])
+    assert not test_people & set(plan.identity[plan.partition == 0])
+
+
+@pytest.mark.parametrize("fractions", [(0.5, 0.5, 0.5), (0.9, 0.0, 0.1), (1.0,)])
+def test_bad_split_fractions_are_refused(fractions):
+    with pytest.raises(ValueError, match="split_fractions"):
+        SynthConfig(split_fractions=fractions)
+
+
+def test_split_fractions_must_match_the_layout():
+    with pytest.raises(ValueError, match="fairface has 2 splits"):
+        plan_faces(SynthConfig(num_images=50, split_fractions=(0.6, 0.2, 0.2)), "fairface")

@@ -145,6 +145,9 @@ class SynthConfig:
     nuisance: strength of pose, lighting, background and noise variation (0 = none, 1 = default).
     jpeg_quality: inclusive (low, high) range of the per-image JPEG quality.
     workers: processes that draw images (None: 2, or 1 below 400 images or on a 1-CPU machine).
+    split_fractions: shares of the images in each split, identity-disjoint (None: the layout's,
+    :data:`SPLIT_FRACTIONS`; CelebA train/valid/test, FairFace train/val), e.g.
+    ``(0.6, 0.15, 0.25)`` for a test split of 1,000 images out of 4,000.
     """
 
     num_images: int = 1000
@@ -162,6 +165,7 @@ class SynthConfig:
     nuisance: float = 1.0
     jpeg_quality: tuple[int, int] = (75, 95)
     workers: int | None = None
+    split_fractions: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.num_images < 1:
@@ -185,6 +189,19 @@ class SynthConfig:
             raise ValueError(f"jpeg_quality must be 1 <= low <= high <= 100, got {low, high}")
         if self.nuisance < 0:
             raise ValueError(f"nuisance must be >= 0, got {self.nuisance}")
+        if self.split_fractions is not None:
+            _check_probs("split_fractions", self.split_fractions, len(self.split_fractions))
+            if len(self.split_fractions) not in (2, 3) or min(self.split_fractions) <= 0:
+                raise ValueError("split_fractions must be 2 (FairFace) or 3 (CelebA) shares > 0, "
+                                 f"got {self.split_fractions}")
+
+    def split_fractions_for(self, layout: Layout) -> tuple[float, ...]:
+        """The split shares of ``layout``: :attr:`split_fractions`, else the layout's own."""
+        fractions = self.split_fractions or SPLIT_FRACTIONS[layout]
+        if len(fractions) != len(SPLIT_FRACTIONS[layout]):
+            raise ValueError(f"split_fractions: {layout} has {len(SPLIT_FRACTIONS[layout])} "
+                             f"splits, got {fractions}")
+        return tuple(fractions)
 
     @property
     def identity_count(self) -> int:
@@ -537,7 +554,7 @@ def plan_faces(config: SynthConfig, layout: Layout = "celeba") -> FacePlan:
         _rng(config.seed, _IDENTITY_STREAM),
         config.num_images,
         config.identity_count,
-        SPLIT_FRACTIONS[layout],
+        config.split_fractions_for(layout),
     )
     per_identity = sample_identity_traits(
         _rng(config.seed, _TRAIT_STREAM),
