@@ -1,14 +1,19 @@
-"""Does mixed precision change the science? The quick demo's rows in fp32 and in bf16.
+"""Does mixed precision change the science? A paired 2 x 2 study over seeds.
 
-Runs the rows of the quick demo (``noisyarl.runners.demo.QUICK``: generated CelebA-format faces,
-private Male / utility Smiling, RN18_3): the RN18 upper bound, ARL (σ = 0) and noisy ARL at
-each σ of the demo's sweep, every row with both attacks, once per variant with the same seeds,
-and prints utility, privacy, Δ, validation Δ and PSNR side by side. The default variants are fp32
-and bf16 + channels_last with seed 0, plus fp32 with seed 1: the fp32 seed-0/seed-1 gap is the
-run-to-run noise that the fp32/bf16 gap is to be judged against.
+Arms: fp32 and bf16 autocast, each with NCHW and channels_last memory layout. Rows: ARL (σ = 0)
+and noisy ARL at ``--sigma`` (4 by default), both on the quick demo's plan
+(``noisyarl.runners.demo.QUICK``: generated CelebA-format faces, private Male / utility Smiling,
+RN18_3, every attacker trained to its validation plateau). Every (arm, row) is trained once per
+seed (``--seeds``, 8 by default) on the same data; an arm and the reference arm (fp32 NCHW) share
+seeds, so their difference is paired seed by seed.
 
-Usage: python benchmarks/bench_precision.py [--out bench-precision] [--variants ...]
-A variant is ``PRECISION[+cl]@SEED``, e.g. ``fp32@0``, ``bf16+cl@0``.
+Prints and writes ``OUT/precision.md`` and ``OUT/precision.json``: each arm's utility, privacy and
+Δ as mean ± 95 % t-interval over seeds, and for each arm against fp32 (and bf16 + channels_last
+against fp32 + channels_last: the precision effect at the fast layout) the paired difference with
+its 95 % interval and paired t-test p-value, in words. ``--resume``-safe: finished runs are reused.
+
+Usage: python benchmarks/bench_precision.py --out DIR [--seeds 0 1 2 3 4 5 6 7] [--sigma 4]
+       [--arms fp32 fp32+cl bf16 bf16+cl]
 """
 
 from __future__ import annotations
@@ -17,89 +22,127 @@ import argparse
 import dataclasses
 import platform
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from noisyarl.data.registry import load_splits
+from noisyarl.evaluation.report import format_table
+from noisyarl.evaluation.statistics import paired_t, t_interval
 from noisyarl.runners.demo import QUICK, demo_config
 from noisyarl.runners.experiment import run_experiment
-from noisyarl.runners.result import RunResult, best_ranked
-from noisyarl.runners.sweep import sweep_row
+from noisyarl.runners.result import RunResult
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
+from noisyarl.utils.io import atomic_write_text, write_json
 
-#: Row keys (:func:`noisyarl.runners.sweep.sweep_row`) printed side by side per variant.
-COLUMNS = ("utility", "privacy", "privacy_paper", "delta", "valid_delta", "psnr")
-
-
-def parse_variant(text: str) -> tuple[str, bool, int]:
-    """``bf16+cl@0`` -> ("bf16", True, 0)."""
-    name, _, seed = text.partition("@")
-    precision, _, layout = name.partition("+")
-    return precision, layout == "cl", int(seed or 0)
+#: Figures compared between arms (row keys of :meth:`RunResult.row`).
+FIGURES = ("utility", "privacy", "delta")
+#: (arm, reference arm) pairs whose paired differences are reported.
+CONTRASTS = (("bf16", "fp32"), ("fp32+cl", "fp32"), ("bf16+cl", "fp32"), ("bf16+cl", "fp32+cl"))
 
 
-def run_variant(variant: str, rows: list[tuple[str, str, float]], data_root: Path, splits,
-                out: Path) -> dict[str, tuple[RunResult, float]]:
-    """(result, seconds) of every demo row trained in ``variant``; keys: row label."""
-    precision, channels_last, seed = parse_variant(variant)
-    results = {}
-    for label, method, sigma in rows:
-        config = demo_config(QUICK, data_root, method, sigma)
-        config.seed = seed
-        config.train = dataclasses.replace(config.train, precision=precision,
-                                           channels_last=channels_last, progress=False)
-        started = time.perf_counter()
-        result = RunResult.from_metrics(run_experiment(
-            config, out / variant / config.run_name(), resume=True, splits=splits))
-        results[label] = (result, time.perf_counter() - started)
-        row = sweep_row(result)
-        print(f"  {variant:>10} {label:<16} " + " ".join(
-            f"{key} {row[key]:.2f}" for key in COLUMNS if row[key] is not None)
-            + f" {results[label][1]:.0f} s {result.status}", flush=True)
-    return results
+def parse_arm(text: str) -> tuple[str, bool]:
+    """``bf16+cl`` -> ("bf16", True)."""
+    precision, _, layout = text.partition("+")
+    return precision, layout == "cl"
+
+
+def run_arm(arm: str, sigma: float, seed: int, data_root: Path, splits, out: Path) -> RunResult:
+    """One run of the quick demo's ``noisy_arl`` at ``sigma`` in ``arm`` with ``seed``."""
+    precision, channels_last = parse_arm(arm)
+    config = demo_config(QUICK, data_root, "noisy_arl", sigma).with_seed(seed)
+    config.train = dataclasses.replace(config.train, precision=precision,
+                                       channels_last=channels_last, progress=False)
+    started = time.perf_counter()
+    result = RunResult.from_metrics(run_experiment(
+        config, out / arm / config.run_name(), resume=True, splits=splits))
+    print(f"  {arm:>8} σ={sigma:g} seed {seed}: utility {result.utility:.2f} privacy "
+          f"{result.privacy:.2f} Δ {result.delta:.2f} ({time.perf_counter() - started:.0f} s) "
+          f"{result.status}", flush=True)
+    return result
+
+
+def arm_rows(results: dict, arms: list[str], sigmas: list[float]) -> list[dict]:
+    """Mean ± interval of every figure, per arm and σ."""
+    rows = []
+    for sigma in sigmas:
+        for arm in arms:
+            runs = results[arm][sigma]
+            row = {"arm": arm, "sigma": sigma, "seeds": len(runs),
+                   "not_learned": sum(not run.ranked for run in runs)}
+            for figure in FIGURES:
+                row[figure] = t_interval([getattr(run, figure) for run in runs])
+            rows.append(row)
+    return rows
+
+
+def contrast_rows(results: dict, arms: list[str], sigmas: list[float]) -> list[dict]:
+    """Paired differences arm − reference over the shared seeds, per σ and figure."""
+    rows = []
+    for sigma in sigmas:
+        for arm, reference in CONTRASTS:
+            if arm not in arms or reference not in arms:
+                continue
+            for figure in FIGURES:
+                a = [getattr(run, figure) for run in results[arm][sigma]]
+                b = [getattr(run, figure) for run in results[reference][sigma]]
+                comparison = paired_t(a, b)
+                rows.append({"sigma": sigma, "contrast": f"{arm} − {reference}",
+                             "figure": figure, "difference": comparison.difference,
+                             "p_value": comparison.p_value,
+                             "verdict": ("beyond the interval" if comparison.significant
+                                         else "not established"),
+                             "words": comparison.words(arm, reference, what=figure)})
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench-precision"))
-    parser.add_argument("--variants", nargs="+", default=["fp32@0", "bf16+cl@0", "fp32@1"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
+    parser.add_argument("--sigma", type=float, default=4.0)
+    parser.add_argument("--arms", nargs="+", default=["fp32", "fp32+cl", "bf16", "bf16+cl"])
     args = parser.parse_args()
     data_root = args.out / "data"
     ensure_celeba(data_root, SynthConfig(num_images=QUICK.num_images, image_size=QUICK.image_size,
                                          seed=0))
     splits = load_splits("celeba", data_root, QUICK.image_size)
-    rows = [("RN18 upper bound", "upper_bound", 0.0), ("ARL σ=0", "noisy_arl", 0.0),
-            *[(f"noisy σ={sigma:g}", "noisy_arl", sigma) for sigma in QUICK.sigmas]]
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; quick demo plan {QUICK}")
-    results = {variant: run_variant(variant, rows, data_root, splits, args.out)
-               for variant in args.variants}
-
-    header = "| row | " + " | ".join(f"{column} {variant}" for column in COLUMNS
-                                    for variant in args.variants) + " |"
-    print("\n" + header + "\n|" + "---|" * (1 + len(COLUMNS) * len(args.variants)))
-    for label, _, _ in rows:
-        cells = []
-        for column in COLUMNS:
-            for variant in args.variants:
-                value = sweep_row(results[variant][label][0])[column]
-                cells.append("–" if value is None else f"{value:.2f}")
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    for variant in args.variants:
-        print(f"{variant}: {choice(results[variant])}")
-
-
-def choice(results: dict[str, tuple[RunResult, float]]) -> str:
-    """Which noisy row the validation Δ picks (rows that did not learn are skipped), and the
-    variant's total time."""
-    noisy = {label: result for label, (result, _) in results.items()
-             if label.startswith("noisy")}
-    best, ranked = best_ranked(list(noisy.values()), lambda result: result.validation_delta)
-    chosen = next(label for label, result in noisy.items() if result is best)
-    seconds = sum(seconds for _, seconds in results.values())
-    learned = "" if ranked else " (no σ learned)"
-    return f"validation picks {chosen}{learned}; {seconds:.0f} s for all rows"
+    sigmas = [0.0, args.sigma]
+    machine = (f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+               f"{torch.get_num_threads()} threads, CPU")
+    print(f"# {machine}; quick demo plan {QUICK}")
+    started = time.perf_counter()
+    # Seed-major order: an interrupted study has every arm at the same seeds so far.
+    results = {arm: {sigma: [] for sigma in sigmas} for arm in args.arms}
+    for seed in args.seeds:
+        for sigma in sigmas:
+            for arm in args.arms:
+                results[arm][sigma].append(run_arm(arm, sigma, seed, data_root, splits,
+                                                   args.out))
+    arms = arm_rows(results, args.arms, sigmas)
+    contrasts = contrast_rows(results, args.arms, sigmas)
+    text = "\n\n".join([
+        f"# Mixed precision, paired over {len(args.seeds)} seeds ({machine}; "
+        f"{datetime.now(timezone.utc):%Y-%m-%d}; {time.perf_counter() - started:.0f} s)",
+        format_table(arms, [("arm", "arm", "{}"), ("sigma", "σ", "{:g}"),
+                            ("seeds", "seeds", "{}"), ("not_learned", "runs not learned", "{}"),
+                            ("utility", "utility ± 95 % CI", "{:.2f}"),
+                            ("privacy", "privacy ± 95 % CI", "{:.2f}"),
+                            ("delta", "Δ ± 95 % CI", "{:.2f}")]),
+        format_table(contrasts, [("sigma", "σ", "{:g}"), ("contrast", "contrast", "{}"),
+                                 ("figure", "figure", "{}"),
+                                 ("difference", "paired difference ± 95 % CI", "{:+.2f}"),
+                                 ("p_value", "p (paired t)", "{:.3g}"),
+                                 ("verdict", "verdict", "{}")]),
+        "\n".join(f"- σ={row['sigma']:g}: {row['words']}" for row in contrasts),
+    ]) + "\n"
+    atomic_write_text(args.out / "precision.md", text)
+    write_json(args.out / "precision.json", {
+        "machine": machine, "seeds": args.seeds, "sigmas": sigmas,
+        "arms": [{**row, **{f: row[f].to_dict() for f in FIGURES}} for row in arms],
+        "contrasts": [{**row, "difference": row["difference"].to_dict()} for row in contrasts]})
+    print("\n" + text)
 
 
 if __name__ == "__main__":

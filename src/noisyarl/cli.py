@@ -424,7 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     study_results.set_defaults(handler=_study_results)
 
     demo = commands.add_parser("demo", help="the main job on generated faces")
-    demo.add_argument("--quick", action="store_true", help="a smaller demo (about 11 minutes on 2 cores)")
+    demo.add_argument("--quick", action="store_true",
+                      help="a smaller demo (about 11 minutes on 2 cores)")
     demo.add_argument("--out", default="demo-out")
     demo.set_defaults(handler=_demo)
     return parser

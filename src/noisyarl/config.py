@@ -162,12 +162,17 @@ class AttacksConfig:
     ``worst_case`` (adds ``worst_case``: more attackers, multi-query averaging, identity; the
     older spelling ``worst-case`` is read as ``worst_case`` with a deprecation warning).
     noise_draws: test passes with fresh noise averaged into each headline figure (utility,
-    privacy, PSNR/SSIM), with their spread; one pass for a client without noise."""
+    privacy, PSNR/SSIM), with their spread; one pass for a client without noise.
+    utility_head: whose test score is the utility: ``joint`` (the head trained with the
+    client, the paper's protocol) or ``fresh`` (a fresh head of the proxy's architecture trained
+    on frozen z until its validation score stops improving, with the leakage attack's settings:
+    MaxEnt-ARL's authors' protocol); the other figure is kept as ``utility_joint``."""
 
     leakage: AttackConfig = field(default_factory=AttackConfig)
     reconstruction: AttackConfig = field(default_factory=AttackConfig)
     noise_draws: int = 5
     suite: Literal["paper", "worst_case"] = "paper"
+    utility_head: Literal["joint", "fresh"] = "joint"
     worst_case: WorstCaseConfig = field(default_factory=WorstCaseConfig)
 
 

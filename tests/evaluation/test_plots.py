@@ -12,6 +12,7 @@ from noisyarl.evaluation.plots import (
     CHART_INCHES,
     GRID_LABEL_INCHES,
     LEGEND_CHART_INCHES,
+    grid_label,
     plot_learning_curve,
     plot_privacy_utility,
     plot_sigma_sweep,
@@ -149,3 +150,12 @@ def test_learning_curve_skips_missing_values_and_needs_a_validation_score(tmp_pa
     with pytest.raises(ValueError):
         plot_learning_curve([{"epoch": 1, "train_loss": 0.5}], tmp_path / "none.png",
                             title="t", score_name="accuracy (%)")
+
+
+def test_a_long_grid_label_is_wrapped_not_cut_at_the_left_edge(tmp_path):
+    originals = torch.rand(4, 3, 16, 16)
+    path = save_image_grid(originals, [("noisy ARL RN18_3 (σ=15360)", originals)],
+                           tmp_path / "grid.png", max_images=4)
+    pixels = _pixels(path)
+    assert (pixels[:, :3] > 250).all(), "text reaches the left edge: the label is cut"
+    assert all(len(line) <= 18 for line in grid_label("noisy ARL RN18_3 (σ=15360)").split("\n"))

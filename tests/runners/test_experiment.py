@@ -51,6 +51,25 @@ def test_run_writes_every_result_file(tiny_celeba_root, tmp_path):
     assert Image.open(run_dir / "reconstructions.png").size[0] > 0
 
 
+def test_per_image_outcomes_average_to_the_headline_figures(tiny_celeba_root, tmp_path):
+    saved = run_experiment(_config(tiny_celeba_root, sigma=1.0), tmp_path / "run")
+    utility, privacy = saved["utility_per_image"], saved["leakage"]["test_per_image"]
+    assert len(utility) == len(privacy) == saved["samples"]["test"]
+    assert sum(utility) / len(utility) == pytest.approx(saved["utility"], abs=1e-3)
+    assert sum(privacy) / len(privacy) == pytest.approx(saved["privacy"], abs=1e-3)
+
+
+def test_a_fresh_utility_head_on_frozen_z_gives_the_utility(tiny_celeba_root, tmp_path):
+    config = apply_overrides(_config(tiny_celeba_root, method="maxent_arl"),
+                             ["attacks.utility_head=fresh", "attacks.reconstruction.enabled=false"])
+    saved = run_experiment(config, tmp_path / "run")
+    fresh = saved["fresh_utility_head"]
+    assert saved["utility_head"] == "fresh" and fresh["attacker"] == "fresh utility head"
+    assert saved["utility"] == pytest.approx(fresh["test"])
+    assert saved["utility_valid"] == fresh["valid"]  # the validation Δ uses the fresh head too
+    assert fresh["curve"]["records"] and 0 <= saved["utility_joint"] <= 100
+
+
 def test_finished_run_dir_is_not_overwritten(tiny_celeba_root, tmp_path):
     config = _config(tiny_celeba_root)
     run_experiment(config, tmp_path / "run")

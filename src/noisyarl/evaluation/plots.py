@@ -24,8 +24,10 @@ from matplotlib.ticker import MaxNLocator
 
 from noisyarl.utils.io import atomic_write_bytes
 
-#: Width of the row-label margin of :func:`save_image_grid`, in inches.
+#: Width of the row-label margin of :func:`save_image_grid`, in inches, and the characters of
+#: one label line that fit in it at 8 pt.
 GRID_LABEL_INCHES = 1.5
+GRID_LABEL_CHARS = 18
 
 #: Size of the scatter and sweep figures, in inches, and their resolution.
 CHART_INCHES = (6.0, 4.5)
@@ -86,8 +88,15 @@ def save_image_grid(
     for row_axes, (label, images) in zip(axes, rows, strict=True):
         for column, ax in enumerate(row_axes):
             _show_image(ax, images[column])
-        row_axes[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+        row_axes[0].set_ylabel(grid_label(label), rotation=0, ha="right", va="center",
+                               fontsize=8)
     return _save_png(figure, path)
+
+
+def grid_label(label: str) -> str:
+    """A row label of :func:`save_image_grid` wrapped to :data:`GRID_LABEL_CHARS` characters a
+    line, so that a long one (``noisy ARL RN18_3 (σ=15360)``) is not cut at the left edge."""
+    return textwrap.fill(label, GRID_LABEL_CHARS, break_long_words=True)
 
 
 def plot_privacy_utility(
@@ -428,6 +437,7 @@ __all__ = [
     "CHART_DPI",
     "CHART_INCHES",
     "LEGEND_CHART_INCHES",
+    "GRID_LABEL_CHARS",
     "GRID_LABEL_INCHES",
     "TITLE_WRAP",
     "plot_learning_curve",
