@@ -129,17 +129,8 @@ def plot_privacy_utility(
                     yerr=_error_bar(row, "utility"), fmt="o", color=colour, capsize=3,
                     markerfacecolor=colour if learned else "none", markersize=7, label=label,
                     zorder=3)
-    _chance_lines(ax, points)
-    ax.set_xlabel(privacy_label)
-    ax.set_ylabel(utility_label)
-    ax.set_title(textwrap.fill(title or "privacy-utility trade-off (better: up and left)",
-                               TITLE_WRAP), fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.margins(0.15)
-    _clip_to_percent(ax)
-    with_bars = any(_error_bar(row, "utility") is not None for row in points)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
-              title="error bars: 95 % CI" if with_bars else None, title_fontsize=8)
+    _finish_trade_off(ax, points, title or "privacy-utility trade-off (better: up and left)",
+                      privacy_label, utility_label)
     figure.tight_layout()
     return _save_png(figure, path)
 
@@ -189,19 +180,29 @@ def plot_pareto(
     ax.scatter([], [], s=120, facecolors="none", edgecolors="black",
                label="ringed: chosen on validation")
     ax.scatter([], [], facecolors="none", edgecolors="grey", label="hollow: did not learn")
-    _chance_lines(ax, drawn)
-    ax.set_xlabel("privacy: attacker accuracy (%) ↓")
-    ax.set_ylabel("utility (%) ↑")
-    ax.set_title(textwrap.fill(title or "trade-off curves (better: up and left)", TITLE_WRAP),
-                 fontsize=10)
+    _finish_trade_off(ax, drawn, title or "trade-off curves (better: up and left)",
+                      "privacy: attacker accuracy (%) ↓", "utility (%) ↑")
+    figure.tight_layout()
+    return _save_png(figure, path)
+
+
+def _finish_trade_off(ax: Axes, rows, title: str, x_label: str, y_label: str) -> None:
+    """What a privacy-utility chart adds after its points: chance lines, labels, a wrapped
+    title, axes kept within the percent range and the legend outside the axes."""
+    _chance_lines(ax, rows)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(textwrap.fill(title, TITLE_WRAP), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.margins(0.12)
     _clip_to_percent(ax)
-    with_bars = any(_error_bar(row, "utility") is not None for row in drawn)
+    _outside_legend(ax, with_bars=any(_error_bar(row, "utility") is not None for row in rows))
+
+
+def _outside_legend(ax: Axes, *, with_bars: bool) -> None:
+    """The legend to the right of the axes, titled when the points carry 95 % error bars."""
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
               title="error bars: 95 % CI" if with_bars else None, title_fontsize=8)
-    figure.tight_layout()
-    return _save_png(figure, path)
 
 
 def _clip_to_percent(ax: Axes) -> None:
@@ -386,9 +387,7 @@ def _sweep_legend(ax: Axes, rows) -> None:
                        label=label)
     if any(float(row["sigma"]) == 0 for row in rows):
         ax.scatter([], [], facecolors="none", edgecolors="black", label="hollow: σ = 0 (ARL)")
-    with_bars = any(_finite(row.get("utility_low")) for row in rows)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
-              title="error bars: 95 % CI" if with_bars else None, title_fontsize=8)
+    _outside_legend(ax, with_bars=any(_finite(row.get("utility_low")) for row in rows))
 
 
 def _sigma_ticks(ax: Axes, zero_x: float, positive: list[float]) -> None:
