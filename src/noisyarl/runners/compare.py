@@ -28,7 +28,7 @@ from noisyarl.evaluation.report import (
     write_report,
 )
 from noisyarl.runners.experiment import run_experiment, save_reconstruction_grid
-from noisyarl.runners.pareto import KnobPoint, knob_points, select_points, write_pareto
+from noisyarl.runners.pareto import KnobPoint, ParetoGrid, knob_points, select_points
 from noisyarl.runners.result import COMPARE_COLUMNS, DEFINITIONS, RunResult, table_columns
 from noisyarl.runners.seeds import (
     COMPARISON_COLUMNS,
@@ -132,15 +132,14 @@ def run_comparison(
     if current_env().is_main:  # under torchrun rank 0 alone writes the table
         first_runs = [(point.label, planned[point.label][0][1]) for point, _ in chosen]
         _write_comparison(out_dir, config, table, first_runs,
-                          (points, summaries, chosen) if pareto else None)
+                          ParetoGrid(points, summaries, chosen) if pareto else None)
     return [summary.row() for summary in table]
 
 
 def _write_comparison(out_dir: Path, config: ExperimentConfig, summaries: list[SeedSummary],
-                      run_dirs: list[tuple[str, Path]], pareto: tuple | None = None) -> None:
+                      run_dirs: list[tuple[str, Path]], pareto: ParetoGrid | None = None) -> None:
     """Write ``table.md``, ``table.csv``, ``table.json``, the figures and ``report.md``; print
-    the table. ``pareto``: (points, summaries by label, chosen points) of a Pareto run, whose
-    whole grid goes to ``pareto.md``, ``pareto.csv`` and ``pareto.png``."""
+    the table. ``pareto``: the whole grid of a Pareto run (``pareto.md``, ``.csv``, ``.png``)."""
     title = (f"{config.name}: private {config.tasks.private.label} / utility "
              f"{config.tasks.utility.label} ({config.data.dataset})")
     results = [result for summary in summaries for result in summary.results]
@@ -160,10 +159,9 @@ def _write_comparison(out_dir: Path, config: ExperimentConfig, summaries: list[S
             rows, out_dir / "privacy_utility.png", title=title)
     notes = []
     if pareto is not None:
-        points, by_label, chosen = pareto
-        images["Trade-off curves over each defence's knob, and the Pareto front"] = write_pareto(
-            out_dir, title, points, by_label, chosen, TABLE_COLUMNS)
-        notes.append(_pareto_note(points, chosen))
+        images["Trade-off curves over each defence's knob, and the Pareto front"] = pareto.write(
+            out_dir, title, TABLE_COLUMNS)
+        notes.append(pareto.note())
     grid = save_reconstruction_grid(run_dirs, out_dir / "reconstructions.png")
     if grid is not None:
         images["Reconstruction attack: originals (top) and each defence"] = grid
@@ -175,23 +173,6 @@ def _write_comparison(out_dir: Path, config: ExperimentConfig, summaries: list[S
                  paper_rows=paper)
     print("\n" + table + "\n\n" + "\n".join(comparison_notes(comparisons)))
     print(f"\nwrote {out_dir / 'table.md'}, {out_dir / 'table.csv'} and {out_dir / 'report.md'}")
-
-
-def _pareto_note(points: list[KnobPoint], chosen: list[tuple[KnobPoint, bool]]) -> str:
-    """How each defence's knob value was chosen, and from which grid."""
-    grids = {}
-    for point in points:
-        if point.knob is not None:
-            grids.setdefault(point.row, (point.knob, []))[1].append(f"{point.value:g}")
-    described = "; ".join(f"{row}: {knob.key} ∈ {{{', '.join(values)}}}"
-                          for row, (knob, values) in grids.items())
-    unranked = [point.row for point, ranked in chosen if not ranked]
-    return ("Pareto mode: each defence trained over its knob's grid with the same budget and "
-            f"seeds ({described}), and shown at the value with the largest mean validation Δ "
-            "among the values whose models learned in every seed (the test split takes no "
-            "part); every value is in pareto.md and pareto.png."
-            + (f" No value learned for {', '.join(unranked)}: its row is the largest "
-               "validation Δ of all and is not evidence." if unranked else ""))
 
 
 def _comparison_notes(config: ExperimentConfig, summaries: list[SeedSummary],

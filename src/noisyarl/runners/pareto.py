@@ -100,32 +100,58 @@ PARETO_COLUMNS: list[Column] = [
 ]
 
 
-def write_pareto(out_dir: Path, title: str, points: Sequence[KnobPoint],
-                 summaries: dict[str, SeedSummary], chosen: Sequence[tuple[KnobPoint, bool]],
-                 columns: Sequence[Column]) -> Path:
-    """Write ``pareto.md``, ``pareto.csv`` and ``pareto.png`` (returned) for the whole grid."""
-    selected = {point.label for point, _ in chosen}
-    learned = [point for point in points if summaries[point.label].ranked
-               and summaries[point.label].row().get("privacy") is not None]
-    front_of = pareto_front([(summaries[p.label].row()["privacy"],
-                              summaries[p.label].row()["utility"]) for p in learned])
-    front = {learned[index].label for index in front_of}
-    rows, table_rows = [], []
-    for point in points:
-        summary = summaries[point.label]
-        extra = _point_cells(point, summary, point.label in selected, point.label in front)
-        rows.append({**summary.row(), **extra})
-        table_rows.append({**summary.table_row(), **extra})
-    atomic_write_text(out_dir / "pareto.md", f"# {title}: every knob value\n\n"
-                      + format_table(table_rows, [*interval_columns(columns[:1]),
-                                                  *PARETO_COLUMNS,
-                                                  *interval_columns(columns[1:])]) + "\n")
-    write_csv(rows, out_dir / "pareto.csv")
-    curves: dict[str, list[dict[str, Any]]] = {}
-    for point, row in zip(points, rows, strict=True):
-        curves.setdefault(point.row, []).append(row)
-    return plot_pareto(curves, [row for row in rows if row["on_front"] == "yes"],
-                       out_dir / "pareto.png", title=title)
+@dataclass(frozen=True)
+class ParetoGrid:
+    """A Pareto run's whole grid: every point, its row over seeds (by point label), and the
+    point chosen per compare row with whether that choice is ranked."""
+
+    points: Sequence[KnobPoint]
+    summaries: dict[str, SeedSummary]
+    chosen: Sequence[tuple[KnobPoint, bool]]
+
+    def write(self, out_dir: Path, title: str, columns: Sequence[Column]) -> Path:
+        """Write ``pareto.md``, ``pareto.csv`` and ``pareto.png`` (returned)."""
+        selected = {point.label for point, _ in self.chosen}
+        front = self._front()
+        rows, table_rows = [], []
+        for point in self.points:
+            summary = self.summaries[point.label]
+            extra = _point_cells(point, summary, point.label in selected, point.label in front)
+            rows.append({**summary.row(), **extra})
+            table_rows.append({**summary.table_row(), **extra})
+        shown = [*interval_columns(columns[:1]), *PARETO_COLUMNS, *interval_columns(columns[1:])]
+        atomic_write_text(out_dir / "pareto.md", f"# {title}: every knob value\n\n"
+                          + format_table(table_rows, shown) + "\n")
+        write_csv(rows, out_dir / "pareto.csv")
+        curves: dict[str, list[dict[str, Any]]] = {}
+        for point, row in zip(self.points, rows, strict=True):
+            curves.setdefault(point.row, []).append(row)
+        return plot_pareto(curves, [row for row in rows if row["on_front"] == "yes"],
+                           out_dir / "pareto.png", title=title)
+
+    def note(self) -> str:
+        """The report's sentence: how each defence's knob value was chosen, from which grid."""
+        grids: dict[str, tuple[Knob, list[str]]] = {}
+        for point in self.points:
+            if point.knob is not None:
+                grids.setdefault(point.row, (point.knob, []))[1].append(f"{point.value:g}")
+        described = "; ".join(f"{row}: {knob.key} ∈ {{{', '.join(values)}}}"
+                              for row, (knob, values) in grids.items())
+        unranked = [point.row for point, ranked in self.chosen if not ranked]
+        return ("Pareto mode: each defence trained over its knob's grid with the same budget "
+                f"and seeds ({described}), and shown at the value with the largest mean "
+                "validation Δ among the values whose models learned in every seed (the test "
+                "split takes no part); every value is in pareto.md and pareto.png."
+                + (f" No value learned for {', '.join(unranked)}: its row is the largest "
+                   "validation Δ of all and is not evidence." if unranked else ""))
+
+    def _front(self) -> set[str]:
+        """Labels of the learned points on the Pareto front."""
+        learned = [point for point in self.points if self.summaries[point.label].ranked
+                   and self.summaries[point.label].row().get("privacy") is not None]
+        rows = [self.summaries[point.label].row() for point in learned]
+        return {learned[index].label
+                for index in pareto_front([(row["privacy"], row["utility"]) for row in rows])}
 
 
 def _point_cells(point: KnobPoint, summary: SeedSummary, selected: bool,
@@ -135,5 +161,5 @@ def _point_cells(point: KnobPoint, summary: SeedSummary, selected: bool,
             "selected": "yes" if selected else "", "on_front": "yes" if on_front else ""}
 
 
-__all__ = ["PARETO_COLUMNS", "KnobPoint", "knob_points", "pareto_front", "select_points",
-           "write_pareto"]
+__all__ = ["PARETO_COLUMNS", "KnobPoint", "ParetoGrid", "knob_points", "pareto_front",
+           "select_points"]
