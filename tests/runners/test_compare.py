@@ -66,6 +66,11 @@ def test_rows_share_data_and_seed_and_resume_reuses_them(tiny_celeba_root, tmp_p
     first = run_comparison(config, tmp_path)
     again = run_comparison(config, tmp_path, resume=True)
     assert again == first
+    # a row's finished run is its own: adding a row to the comparison does not redo it
+    (metrics,) = tmp_path.glob("runs/*/metrics.json")
+    before = metrics.stat().st_mtime_ns
+    grown = run_comparison(_config(tiny_celeba_root, ROWS[1:3]), tmp_path, resume=True)
+    assert grown[0] == first[0] and metrics.stat().st_mtime_ns == before
 
 
 def test_a_two_seed_comparison_gives_intervals_and_paired_differences(tiny_celeba_root,

@@ -94,14 +94,14 @@ def test_arl_hides_the_private_attribute_but_keeps_utility(small_celeba_root, tm
         return run_experiment(config, tmp_path / name, splits=splits)
 
     undefended = run("undefended", sigma=0.0, params={"lambda_adv": 0.0})
-    defended = run("defended", sigma=3.0, params={"lambda_adv": 0.1})
-    # Measured on this data with one thread (as on each CI worker): undefended privacy 79.4,
-    # defended 72.9 (chance 57.5), utility 72.5 -> 70.5 (chance 51.9). With two threads the
-    # same runs gave 85.6 and 69.4: float rounding differs with the thread count and one seed
-    # on 160 test images moves by several points, so the margin is kept modest. A larger σ
-    # (4 or 6) drove utility to chance on this short run.
+    defended = run("defended", sigma=3.0, params={"lambda_adv": 0.01})
+    # Measured on this data with one thread (as on each CI worker, 2026-12-06): undefended
+    # privacy 85.0, defended 73.1 (chance 57.5); utility 74.4 -> 62.4 (chance 51.9, beats it at
+    # p < 0.01 on 160 images). The adversary weight is the paper's 0.01: with 0.1, σ = 1 or 2
+    # drove utility to 59.6 and 49.6 on this short run. Float rounding differs with the thread
+    # count and one seed on 160 test images moves by several points, so the margins are modest.
     assert defended["privacy"] < undefended["privacy"] - 4
-    assert defended["utility"] > defended["utility_chance"] + 8
+    assert defended["utility_learned"] and defended["utility"] > defended["utility_chance"] + 5
 
 
 def test_demo_on_a_tiny_plan_writes_summary_and_report(tmp_path, capsys):

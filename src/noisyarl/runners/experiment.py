@@ -79,6 +79,7 @@ from noisyarl.models.noise import SignalStats, measure_signal
 from noisyarl.runners.result import DEFINITIONS, SUMMARY_COLUMNS, RunResult
 from noisyarl.runners.runs import (
     DISPLAY_ONLY,
+    STUDY_SETTINGS,
     check_run_dir,
     check_writable,
     save_tasks,
@@ -348,7 +349,8 @@ def finished_run_metrics(config: ExperimentConfig, run_dir: str | Path) -> dict[
     """The metrics of a finished run in ``run_dir`` made with this very config, else None.
 
     Lets ``--resume`` of a comparison or sweep leave finished runs untouched (not a byte
-    rewritten). Only the progress display may differ.
+    rewritten). Only the progress display and the study settings (the other rows of a
+    comparison, the sweep, the seeds: :data:`STUDY_SETTINGS`) may differ.
     """
     run_dir = Path(run_dir)
     metrics_path, saved = run_dir / "metrics.json", run_dir / "config.yaml"
@@ -360,6 +362,8 @@ def finished_run_metrics(config: ExperimentConfig, run_dir: str | Path) -> dict[
         values = config_to_dict(values)
         for key in DISPLAY_ONLY:
             values["train"].pop(key)
+        for section in STUDY_SETTINGS:
+            values.pop(section)
         return values
 
     if comparable(load_config(saved)) != comparable(config):

@@ -28,8 +28,10 @@ from noisyarl.utils.io import read_json, write_json
 TASKS_FILE = "tasks.json"
 #: What makes a folder a run directory (``run`` without ``--resume`` refuses to reuse it).
 RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.json")
+#: Config sections that say which runs a study makes, not what one run computes.
+STUDY_SETTINGS = ("compare", "sweep", "pareto", "reference", "seeds")
 #: Config sections a checkpoint does not depend on: they may change on ``--resume``.
-NOT_TRAINING = ("attacks", "compare", "sweep", "reference", "seeds")
+NOT_TRAINING = ("attacks", *STUDY_SETTINGS)
 #: Keys of ``train`` that change neither the weights nor the results.
 DISPLAY_ONLY = ("progress", "keep_checkpoints")
 
