@@ -3,6 +3,7 @@ distribution, and by properties that any aggregation over seeds must have."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ from noisyarl.evaluation.statistics import (
     paired_t,
     t_interval,
 )
+from noisyarl.utils.io import to_json_value
 
 SEED_VALUES = [71.2, 68.9, 74.5, 70.1, 66.3]
 finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinity=False)
@@ -150,5 +152,6 @@ def test_swapping_the_rows_negates_the_paired_difference(pairs):
 @given(st.lists(finite, min_size=1, max_size=8))
 def test_an_interval_round_trips_through_json(values):
     interval = t_interval(values)
-    again = Interval.from_dict(interval.to_dict())
+    again = Interval.from_dict(json.loads(json.dumps(to_json_value(interval.to_dict()))))
     assert again.mean == interval.mean and again.kind == interval.kind
+    assert again.text() == interval.text()

@@ -71,7 +71,10 @@ class Interval:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Interval:
-        return cls(**values)
+        """From :meth:`to_dict`, also after a JSON round trip (which writes NaN as null)."""
+        bounds = {key: math.nan if values.get(key) is None else values[key]
+                  for key in ("low", "high")}
+        return cls(**{**values, **bounds})
 
 
 @dataclass(frozen=True)
