@@ -147,11 +147,11 @@ class ParetoGrid:
 
     def _front(self) -> set[str]:
         """Labels of the learned points on the Pareto front."""
-        learned = [point for point in self.points if self.summaries[point.label].ranked
-                   and self.summaries[point.label].row().get("privacy") is not None]
-        rows = [self.summaries[point.label].row() for point in learned]
-        return {learned[index].label
-                for index in pareto_front([(row["privacy"], row["utility"]) for row in rows])}
+        learned = [(point.label, self.summaries[point.label].row()) for point in self.points
+                   if self.summaries[point.label].ranked]
+        learned = [(label, row) for label, row in learned if row.get("privacy") is not None]
+        front = pareto_front([(row["privacy"], row["utility"]) for _, row in learned])
+        return {learned[index][0] for index in front}
 
 
 def _point_cells(point: KnobPoint, summary: SeedSummary, selected: bool,
