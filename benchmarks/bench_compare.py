@@ -12,7 +12,7 @@ Usage: python benchmarks/bench_compare.py --out /tmp/bench-compare [--num-images
        [--image-size 64] [--epochs 3] [--attack-epochs 30] [--reconstruction-epochs 30]
        [--sigma 9] [--pairs male_smiling mouth_smiling] [--rows arl noisy_arl ...]
        [--seeds 0 1 2 3 4] [--pareto] [--split-fractions 0.6 0.15 0.25] [--no-cost]
-       [--set train.batch_size=32 ...] [--row-params maxent_arl.client_lr=1e-3 ...]
+       [--set train.batch_size=32 ...] [--row-params maxent_arl.alpha=0.4 ...]
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def comparison_rows(sigma: float, path: str = ROWS_CONFIG) -> list[CompareEntry]
 
 
 def with_row_params(entries: list[CompareEntry], specs: list[str]) -> list[CompareEntry]:
-    """``entries`` with ``--row-params`` applied: ``maxent_arl.client_lr=1e-3`` sets
-    ``client_lr`` in the params of every row of that defence (values parsed as YAML)."""
+    """``entries`` with ``--row-params`` applied: ``maxent_arl.alpha=0.4`` sets
+    ``alpha`` in the params of every row of that defence (values parsed as YAML)."""
     changes: dict[str, dict] = {}
     for spec in specs:
         keys, value = parse_override(spec)

@@ -11,7 +11,7 @@ and identity re-identification. Everything is also written to ``OUT/worst_case.m
 Usage: python benchmarks/bench_worst_case.py --out /tmp/bench-worst-case [--num-images 1500]
        [--image-size 48] [--epochs 2] [--attack-epochs 2] [--reconstruction-epochs 1]
        [--sigma 9] [--queries 1 4 16 64] [--methods upper_bound ... arl noisy_arl]
-       [--set train.batch_size=32 ...] [--row-params maxent_arl.client_lr=1e-3 ...]
+       [--set train.batch_size=32 ...] [--row-params maxent_arl.alpha=0.4 ...]
 """
 
 from __future__ import annotations
