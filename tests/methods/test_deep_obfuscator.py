@@ -94,24 +94,6 @@ def test_obfuscator_step_with_large_lambda2_raises_the_fixed_reconstructors_erro
     assert raised > ignored
 
 
-def test_adversary_steps_lower_their_own_losses_and_leave_the_obfuscator_alone():
-    defence = _defence()
-    images, _, private = _batch()
-    optimizers = defence.configure_optimizers()
-    client_before = _snapshot(defence.client)
-    adversary_before = _adversary_loss(defence, images, private)
-    reconstruction_before = _reconstruction_error(defence, images)
-    for _ in range(3):
-        defence.train()
-        # z keeps its graph on purpose: the adversaries' updates must detach it themselves.
-        z = defence.client(images)
-        defence.update_adversaries(z, images, private, optimizers, CPU)
-    assert _adversary_loss(defence, images, private) < adversary_before
-    assert _reconstruction_error(defence, images) < reconstruction_before
-    assert not _moved(client_before, defence.client)
-    assert all(p.grad is None for p in defence.client.parameters())
-
-
 @pytest.mark.parametrize(
     ("utility", "private"),
     # Binary utility and private tasks go through train_step in the sign-convention test above.

@@ -23,7 +23,7 @@ from noisyarl.config import config_from_dict
 from noisyarl.deploy.export import ExportedClient, export_client
 from noisyarl.deploy.latency import latency_of_run
 from noisyarl.evaluation.cost import count_parameters
-from noisyarl.methods import METHODS, Defence, DefenceSpec, adversary_step
+from noisyarl.methods import METHODS, Defence, DefenceSpec, adversarial_update
 from noisyarl.models import GaussianNoise
 from noisyarl.runners.compare import table_row
 from noisyarl.runners.experiment import run_experiment
@@ -76,13 +76,11 @@ class Toy(Defence):
             z = self.client(images)
             utility_out = self.utility_head(z)
             utility_loss = utility.loss(utility_out, utility_target)
-            adversary_loss = private.loss(self.adversary(z), private_target)
+            adversary_out = self.adversary(z)
+            adversary_loss = private.loss(adversary_out, private_target)
             client_loss = utility_loss - self.spec.params.weight * adversary_loss
-        context.step(client_loss, optimizers["main"])
-        adversary_out, own_loss = adversary_step(
-            self.adversary, z, lambda out: private.loss(out, private_target),
-            optimizers["adversary"], context)
-        return {"utility_loss": utility_loss.detach(), "adversary_loss": own_loss,
+        adversarial_update(client_loss, {"adversary": adversary_loss}, optimizers, context)
+        return {"utility_loss": utility_loss.detach(), "adversary_loss": adversary_loss.detach(),
                 "utility_correct": utility.score_sum(utility_out, utility_target),
                 "adversary_correct": private.score_sum(adversary_out, private_target)}
 

@@ -60,3 +60,26 @@ def test_fp16_on_a_cpu_run_is_a_config_error(tiny_celeba_root, tmp_path):
     })
     with pytest.raises(ConfigError, match="train.precision: precision fp16 needs a CUDA"):
         run_experiment(config, tmp_path / "run")
+
+
+def test_joint_step_sends_each_loss_into_its_own_optimisers_parameters_only():
+    # z = client(x); the client descends loss_a = (head(z) - 1)^2 - adversary(z)^2, the
+    # adversary descends loss_b = adversary(z)^2, both from one forward pass.
+    torch.manual_seed(0)
+    client, head, adversary = (torch.nn.Linear(3, 3), torch.nn.Linear(3, 1),
+                               torch.nn.Linear(3, 1))
+    main = torch.optim.SGD([*client.parameters(), *head.parameters()], lr=0.1)
+    own = torch.optim.SGD(adversary.parameters(), lr=0.1)
+    x = torch.randn(8, 3)
+    z = client(x)
+    loss_b = adversary(z).pow(2).mean()
+    loss_a = (head(z) - 1).pow(2).mean() - loss_b
+    expected_main = torch.autograd.grad(loss_a, [*client.parameters(), *head.parameters()],
+                                        retain_graph=True)
+    expected_own = torch.autograd.grad(loss_b, list(adversary.parameters()), retain_graph=True)
+    StepContext(torch.device("cpu")).joint_step([(loss_a, main), (loss_b, own)])
+    got_main = [p.grad for p in (*client.parameters(), *head.parameters())]
+    got_own = [p.grad for p in adversary.parameters()]
+    for got, expected in zip([*got_main, *got_own], [*expected_main, *expected_own],
+                             strict=True):
+        torch.testing.assert_close(got, expected)

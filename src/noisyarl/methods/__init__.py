@@ -14,7 +14,7 @@ import typing
 import warnings
 from typing import Any
 
-from noisyarl.methods.adversary import adversary_step
+from noisyarl.methods.adversary import adversarial_update
 from noisyarl.methods.base import Defence, DefenceSpec, Knob
 from noisyarl.methods.deep_obfuscator import DeepObfuscator
 from noisyarl.methods.disco import Disco
@@ -142,5 +142,5 @@ def build_defence(name: str, spec: DefenceSpec) -> Defence:
     return METHODS[name](spec)
 
 
-__all__ = ["METHODS", "Defence", "DefenceSpec", "Knob", "adversary_step", "build_defence",
+__all__ = ["METHODS", "Defence", "DefenceSpec", "Knob", "adversarial_update", "build_defence",
            "find_knob", "method_params"]

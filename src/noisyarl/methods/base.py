@@ -137,8 +137,9 @@ class Defence(nn.Module, ABC):
 
         Keys ending in ``_correct`` are summed and divided by the number of samples (scores of
         :meth:`Task.score_sum`); every other key (the ``_loss`` keys, other per-batch means such
-        as MaxEnt's ``adversary_entropy``) is averaged over steps by the loop. A proxy
-        adversary's own update is :func:`noisyarl.methods.adversary.adversary_step`.
+        as MaxEnt's ``adversary_entropy``) is averaged over steps by the loop. The client's and
+        proxy adversaries' updates from one forward pass:
+        :func:`noisyarl.methods.adversary.adversarial_update`.
         """
 
     @abstractmethod

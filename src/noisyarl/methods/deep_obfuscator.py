@@ -7,13 +7,12 @@ against the client: an attribute adversary ``A`` (same architecture as ``T``) pr
 private label, and a reconstruction adversary ``R`` (the attack's
 :class:`~noisyarl.models.ReconstructionDecoder`) inverting ``z`` to the image.
 
-Per batch, one step of each network in turn (the alternating scheme of noisy ARL's code; the order
-is the project's choice):
+Per batch, one step of each network from one forward pass (the scheme of noisy ARL's code):
 
 1. ``E`` and ``T`` descend ``L_util - lambda1 * L_adv - lambda2 * L_rec``, i.e. they keep the
    utility task while maximising the attribute adversary's loss and the reconstruction error.
-2. ``A`` descends its own ``L_adv`` and ``R`` its own ``L_rec`` on ``z.detach()``
-   (:func:`~noisyarl.methods.adversary.adversary_step`, ``A`` first).
+2. ``A`` descends its own ``L_adv`` and ``R`` its own ``L_rec``; neither moves ``E``
+   (:func:`~noisyarl.methods.adversary.adversarial_update`).
 
 ``L_util`` and ``L_adv`` are :meth:`Task.loss` on raw outputs (BCE-with-logits, cross-entropy or
 MSE by task kind). ``L_rec`` is the mean squared error between ``R(z)`` and the image in [0, 1]:
@@ -35,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from noisyarl.methods.adversary import adversary_step
+from noisyarl.methods.adversary import adversarial_update
 from noisyarl.methods.base import Defence, DefenceSpec, Knob
 from noisyarl.models import ReconstructionDecoder, vgg16_obfuscator, vgg16_tail
 from noisyarl.models.vgg import OBFUSCATOR_CHANNELS
@@ -126,7 +125,8 @@ class DeepObfuscator(Defence):
             z = self.client(images)
             utility_out = self.utility_head(z)
             utility_loss = utility.loss(utility_out, utility_target)
-            adversary_loss = private.loss(self.adversary(z), private_target)
+            adversary_out = self.adversary(z)
+            adversary_loss = private.loss(adversary_out, private_target)
             reconstruction_loss = reconstruction_error(self.reconstructor(z), images)
             # The client maximises both adversaries' errors (docs/method.md §5).
             client_loss = (
@@ -134,39 +134,14 @@ class DeepObfuscator(Defence):
                 - params.lambda1 * adversary_loss
                 - params.lambda2 * reconstruction_loss
             )
-        context.step(client_loss, optimizers["main"])
-        adversaries = self.update_adversaries(z, images, private_target, optimizers, context)
+        adversarial_update(client_loss, {"adversary": adversary_loss,
+                                         "reconstructor": reconstruction_loss},
+                           optimizers, context)
         return {
             "utility_loss": utility_loss.detach(),
+            "adversary_loss": adversary_loss.detach(),
+            "reconstruction_loss": reconstruction_loss.detach(),
             "utility_correct": utility.score_sum(utility_out, utility_target),
-            **adversaries,
-        }
-
-    def update_adversaries(
-        self,
-        z: torch.Tensor,
-        images: torch.Tensor,
-        private_target: torch.Tensor,
-        optimizers: dict[str, torch.optim.Optimizer],
-        context: StepContext,
-    ) -> dict[str, torch.Tensor]:
-        """One step of each adversary on ``z.detach()`` [B, 128, S/4, S/4]; the client does not
-        move.
-
-        The attribute adversary descends its private-task loss, the reconstruction adversary
-        its MSE to ``images`` [B, 3, S, S]. Returns their detached losses and the attribute
-        adversary's score sum.
-        """
-        private = self.spec.private
-        adversary_out, adversary_loss = adversary_step(
-            self.adversary, z, lambda out: private.loss(out, private_target),
-            optimizers["adversary"], context)
-        _, reconstruction_loss = adversary_step(
-            self.reconstructor, z, lambda out: reconstruction_error(out, images),
-            optimizers["reconstructor"], context)
-        return {
-            "adversary_loss": adversary_loss,
-            "reconstruction_loss": reconstruction_loss,
             "adversary_correct": private.score_sum(adversary_out, private_target),
         }
 

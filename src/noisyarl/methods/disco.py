@@ -16,7 +16,7 @@ classifier (the rest of ResNet18) or a reconstruction decoder trained with an L2
 Per batch (DISCO's update): the encoder and the utility head descend ``L_util`` only (the
 encoder's gradient includes the path through the pruner's scores, as in the authors' code); the
 pruner descends ``(1 - alpha) * L_util - alpha * L_proxy``; the proxy adversary descends its own
-loss on the detached ``z'`` (:func:`~noisyarl.methods.adversary.adversary_step`).
+loss on the detached ``z'`` (:func:`~noisyarl.methods.adversary.adversarial_update`).
 
 Defaults and their sources (docs/method.md §5): ``prune_ratio`` R = 0.9 (the paper; the
 authors' later code uses 0.99), ``alpha`` = 0.5, ``temperature`` = 30 (the authors' code divides
@@ -36,7 +36,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from noisyarl.methods.adversary import adversary_step
+from noisyarl.methods.adversary import adversarial_update
 from noisyarl.methods.base import Defence, DefenceSpec, Knob
 from noisyarl.models import ReconstructionDecoder, resnet18_prefix, resnet18_suffix
 from noisyarl.runtime import StepContext
@@ -235,19 +235,13 @@ class Disco(Defence):
             with frozen_running_statistics(pruner):  # the batch already updated them once
                 pruned = apply_channel_mask(z.detach(), pruner.mask(z.detach()))
             utility_loss = utility.loss(utility_out, utility_target)
-            proxy_loss = self.proxy_loss(self.adversary(pruned), images, private_target)
-            # The adversary's parameters also receive -alpha * grad L_proxy here; "main" does not
-            # hold them and the adversary's own step clears them before its backward pass.
+            adversary_out = self.adversary(pruned)
+            proxy_loss = self.proxy_loss(adversary_out, images, private_target)
             main_loss = utility_loss - alpha * proxy_loss
-        context.step(main_loss, optimizers["main"])
-
-        adversary_out, adversary_loss = adversary_step(
-            self.adversary, pruned,
-            lambda out: self.proxy_loss(out, images, private_target),
-            optimizers["adversary"], context)
+        adversarial_update(main_loss, {"adversary": proxy_loss}, optimizers, context)
         values = {
             "utility_loss": utility_loss.detach(),
-            "adversary_loss": adversary_loss,
+            "adversary_loss": proxy_loss.detach(),
             "utility_correct": utility.score_sum(utility_out, utility_target),
         }
         if self.spec.params.proxy == "attribute":

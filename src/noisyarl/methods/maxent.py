@@ -15,14 +15,14 @@ sigma: 0.0, noise: False``.
 Server (utility head ``T``), proxy adversary ``A`` and the leakage attack's attacker: an MLP
 128 -> 256 -> 128 -> n (Linear, BN, PReLU, Dropout, Linear, BN, PReLU, Linear), raw logits out.
 
-Per batch, alternating one step each:
+Per batch, one step each from one forward pass:
 
 1. ``E`` and ``T`` descend ``(1 - alpha) * L_util - alpha * H(A(z))``, where ``H`` is the mean
    predictive entropy of the adversary in nats (:func:`predictive_entropy`). ``L_util`` is
    :meth:`Task.loss` on raw outputs (BCE-with-logits, cross-entropy, or MSE for a regression
    utility task).
-2. ``A`` descends its own :meth:`Task.loss` for the private label on ``z.detach()``
-   (:func:`~noisyarl.methods.adversary.adversary_step`).
+2. ``A`` descends its own :meth:`Task.loss` for the private label; both from one forward pass
+   (:func:`~noisyarl.methods.adversary.adversarial_update`).
 
 The entropy term is always on when ``alpha > 0``; there is no switch that turns it off (the
 authors' example script trains with its privacy flag off, a pitfall named in docs/method.md).
@@ -56,7 +56,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models.resnet import BasicBlock
 
-from noisyarl.methods.adversary import adversary_step
+from noisyarl.methods.adversary import adversarial_update
 from noisyarl.methods.base import Defence, DefenceSpec, Knob
 from noisyarl.models import resnet18_prefix
 from noisyarl.runtime import StepContext
@@ -257,35 +257,17 @@ class MaxEntARL(Defence):
             z = self.client(images)
             utility_out = self.utility_head(z)
             utility_loss = utility.loss(utility_out, utility_target)
-            entropy = predictive_entropy(self.adversary(z), private.kind).mean()
+            adversary_out = self.adversary(z)
+            entropy = predictive_entropy(adversary_out, private.kind).mean()
             # Maximising the adversary's entropy pushes its prediction towards uniform.
             client_loss = (1 - alpha) * utility_loss - alpha * entropy
-        context.step(client_loss, optimizers["main"])
-        adversary = self.update_adversary(z, private_target, optimizers, context)
+            adversary_loss = private.loss(adversary_out, private_target)
+        adversarial_update(client_loss, {"adversary": adversary_loss}, optimizers, context)
         return {
             "utility_loss": utility_loss.detach(),
             "adversary_entropy": entropy.detach(),
+            "adversary_loss": adversary_loss.detach(),
             "utility_correct": utility.score_sum(utility_out, utility_target),
-            **adversary,
-        }
-
-    def update_adversary(
-        self,
-        z: torch.Tensor,
-        private_target: torch.Tensor,
-        optimizers: dict[str, torch.optim.Optimizer],
-        context: StepContext,
-    ) -> dict[str, torch.Tensor]:
-        """One step of the adversary on ``z.detach()`` [B, D]; the client does not move.
-
-        Returns the adversary's detached loss and its score sum on the private label.
-        """
-        private = self.spec.private
-        adversary_out, adversary_loss = adversary_step(
-            self.adversary, z, lambda out: private.loss(out, private_target),
-            optimizers["adversary"], context)
-        return {
-            "adversary_loss": adversary_loss,
             "adversary_correct": private.score_sum(adversary_out, private_target),
         }
 

@@ -3,8 +3,8 @@
 Client (the paper's obfuscator ``E``): ``RN18_K`` followed by the noise module
 ``z = h + sigma * eps``, an :class:`~noisyarl.models.Obfuscator`. Server: the utility head ``T``
 (the rest of ResNet18). A proxy adversary ``A`` of the same shape predicts the private label.
-Per batch: client and utility head descend ``L_util - lambda * L_adv``; the adversary descends
-its own ``L_adv`` on detached ``z`` (:func:`~noisyarl.methods.adversary.adversary_step`).
+Per batch, from one forward pass: client and utility head descend ``L_util - lambda * L_adv``;
+the adversary descends its own ``L_adv`` (:func:`~noisyarl.methods.adversary.adversarial_update`).
 Adam(1e-3) for all, no schedule. ``sigma = 0`` is plain ARL.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from noisyarl.methods.adversary import adversary_step
+from noisyarl.methods.adversary import adversarial_update
 from noisyarl.methods.base import Defence, DefenceSpec, Knob
 from noisyarl.models import GaussianNoise, Obfuscator, resnet18_prefix, resnet18_suffix
 from noisyarl.runtime import StepContext
@@ -94,14 +94,10 @@ class NoisyARL(Defence):
             adversary_loss = private.loss(adversary_out, private_target)
             # The client maximises the adversary's loss (docs/method.md §2).
             client_loss = utility_loss - lambda_adv * adversary_loss
-        context.step(client_loss, optimizers["main"])
-
-        adversary_out, adversary_own_loss = adversary_step(
-            self.adversary, z, lambda out: private.loss(out, private_target),
-            optimizers["adversary"], context)
+        adversarial_update(client_loss, {"adversary": adversary_loss}, optimizers, context)
         return {
             "utility_loss": utility_loss.detach(),
-            "adversary_loss": adversary_own_loss,
+            "adversary_loss": adversary_loss.detach(),
             "utility_correct": utility.score_sum(utility_out, utility_target),
             "adversary_correct": private.score_sum(adversary_out, private_target),
         }

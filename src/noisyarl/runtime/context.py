@@ -8,7 +8,7 @@ average over ranks (see :mod:`noisyarl.runtime.distributed`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -58,27 +58,43 @@ class StepContext:
             yield
 
     def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """Zero ``optimizer``'s gradients, back-propagate ``loss`` and step ``optimizer``.
+        """Zero ``optimizer``'s gradients, back-propagate ``loss`` into its parameters and step
+        it (:meth:`joint_step` with one update)."""
+        self.joint_step([(loss, optimizer)])
 
-        Only the parameters of ``optimizer`` move; gradients that ``loss`` leaves on other
-        parameters are cleared by their own optimiser's next ``step`` call. Under torchrun the
-        gradients of ``optimizer``'s parameters are averaged over ranks before the update.
-        No host-device synchronisation, except fp16's scaler, which reads whether the scaled
-        gradients overflowed to skip that update.
+    def joint_step(self, updates: Sequence[tuple[torch.Tensor, torch.optim.Optimizer]]) -> None:
+        """Update several optimisers from losses of one forward graph, each loss into its own
+        optimiser's parameters only.
+
+        Zeroes every optimiser's gradients, back-propagates each ``loss`` with
+        ``backward(inputs=its optimiser's parameters)`` (the graph kept until the last), then
+        steps every optimiser in order. Parameters of other optimisers receive nothing, and a
+        backward pass computes only the gradients on its way to its own parameters. Under
+        torchrun each optimiser's gradients are averaged over ranks before its update. No
+        host-device synchronisation, except fp16's scalers (one per optimiser), which read
+        whether the scaled gradients overflowed to skip that update.
         """
-        optimizer.zero_grad(set_to_none=True)
-        parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        if self.precision != "fp16":
-            loss.backward()
-            average_gradients(parameters, self.distributed)
-            optimizer.step()
-            return
-        scaler = self._scalers.setdefault(id(optimizer), torch.amp.GradScaler("cuda"))
-        scaler.scale(loss).backward()
-        # Averaged before the scaler's overflow check, so every rank skips or takes the same step.
-        average_gradients(parameters, self.distributed)
-        scaler.step(optimizer)
-        scaler.update()
+        parameters = [_trainable(optimizer) for _, optimizer in updates]
+        for _, optimizer in updates:
+            optimizer.zero_grad(set_to_none=True)
+        for index, ((loss, optimizer), inputs) in enumerate(zip(updates, parameters, strict=True)):
+            if not inputs:  # nothing left to train in this optimiser
+                continue
+            if self.precision == "fp16":
+                loss = self._scaler(optimizer).scale(loss)
+            loss.backward(inputs=inputs, retain_graph=index < len(updates) - 1)
+        for (_, optimizer), inputs in zip(updates, parameters, strict=True):
+            # Averaged before the scaler's overflow check: every rank skips or takes the step.
+            average_gradients(inputs, self.distributed)
+            if self.precision == "fp16":
+                scaler = self._scaler(optimizer)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+
+    def _scaler(self, optimizer: torch.optim.Optimizer) -> torch.amp.GradScaler:
+        return self._scalers.setdefault(id(optimizer), torch.amp.GradScaler("cuda"))
 
     def prepare_images(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
@@ -96,3 +112,8 @@ class StepContext:
             module = convert_batchnorm(module)
             broadcast_module(module, self.distributed)
         return module
+
+
+def _trainable(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The parameters ``optimizer`` updates that take gradients."""
+    return [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
