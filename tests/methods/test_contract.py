@@ -69,3 +69,19 @@ def test_untrained_defence_builds_every_defence(name):
     defence = untrained_defence(name, image_size=32, split=2, sigma=0.5)
     assert type(defence) is METHODS[name]
     assert defence.describe()["sigma"] == (0.5 if METHODS[name].has_noise else 0.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_proxy_adversaries_are_the_children_outside_the_main_optimiser(name):
+    """``train.compile`` leaves these eager: they are backpropagated twice per step."""
+    defence = untrained_defence(name, 16)
+    main = {id(p) for group in defence.configure_optimizers()["main"].param_groups
+            for p in group["params"]}
+    proxies = defence.proxy_adversaries()
+    for child in defence.children():
+        own = [id(p) for p in child.parameters()]
+        assert (child in proxies) == (bool(own) and not set(own) & main)
+    if name in ("noisy_arl", "maxent_arl", "disco", "deep_obfuscator"):
+        assert defence.adversary in proxies
+    if name == "deep_obfuscator":
+        assert defence.reconstructor in proxies

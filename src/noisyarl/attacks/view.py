@@ -153,7 +153,9 @@ class ZView:
         std = self.noise_std
         if training and self.train_noise_std > 0:
             std = math.sqrt(std**2 + self.train_noise_std**2)
-        return h + std * torch.randn_like(h) if std > 0 else h
+        if std == 0:
+            return h
+        return h + std * torch.randn_like(h, memory_format=torch.contiguous_format)
 
     def _features_of(self, split: ImageSplit) -> torch.Tensor | None:
         """The cached ``h`` [N, ...] of ``split`` (computed on first use), or None."""

@@ -115,6 +115,16 @@ class Defence(nn.Module, ABC):
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Named optimisers; their states are checkpointed by the loop."""
 
+    def proxy_adversaries(self) -> list[nn.Module]:
+        """The children trained by an optimiser other than ``main``: the proxy adversaries
+        that :func:`~noisyarl.methods.adversary.adversarial_update` backpropagates twice per
+        step (once for the client's loss, once for their own)."""
+        main = {id(parameter) for group in self.configure_optimizers()["main"].param_groups
+                for parameter in group["params"]}
+        return [child for child in self.children()
+                if any(True for _ in child.parameters())
+                and not any(id(parameter) in main for parameter in child.parameters())]
+
     def configure_schedulers(
         self, optimizers: dict[str, torch.optim.Optimizer], epochs: int
     ) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:

@@ -76,7 +76,11 @@ class GaussianNoise(nn.Module):
             return h
         # Drawn and added in float32 even under bf16/fp16 autocast: a bfloat16 draw and sum
         # keep 8 bits of mantissa, which at large σ wipes out the features' small variations.
-        return h.float() + self.sigma * torch.randn_like(h, dtype=torch.float32)
+        # Drawn in logical (NCHW) order whatever h's memory layout, so that the same seed gives
+        # the same noise under channels_last and torch.compile (the default, preserve_format,
+        # would follow h's strides and place the same draws at other positions).
+        noise = torch.randn_like(h, dtype=torch.float32, memory_format=torch.contiguous_format)
+        return h.float() + self.sigma * noise
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:g}, enabled={self.enabled}, normalize={self.normalize}"

@@ -86,6 +86,7 @@ from noisyarl.runners.runs import (
     training_part,
 )
 from noisyarl.runtime import StepContext, resolve_device
+from noisyarl.runtime.compile import compile_children
 from noisyarl.runtime.distributed import (
     DistributedEnv,
     barrier,
@@ -224,6 +225,8 @@ def set_up(config: ExperimentConfig, run_dir: Path, *, resume: bool = False,
         save_tasks(run_dir, utility, private)
     seed_everything(config.seed)
     defence = context.prepare_module(defence_from_config(config, utility, private))
+    if config.train.compile:
+        compile_children(defence, context.device, skip=defence.proxy_adversaries())
     if env.enabled:  # same initial weights everywhere (rank 0's), then a stream per rank
         seed_everything(rank_seed(config.seed, env.rank))
     return ExperimentSetup(config, run_dir, resume, env, context, splits, utility, private,
