@@ -135,3 +135,15 @@ def test_run_with_seeds_trains_one_run_per_seed_and_reports_intervals(tiny_celeb
 def test_a_repeated_seed_exits_2(tmp_path, capsys):
     assert main(["run", str(_write(tmp_path, _config(tmp_path))), "--seeds", "1", "1"]) == 2
     assert "seeds: must not repeat a seed" in capsys.readouterr().err
+
+
+def test_executor_and_address_flags_set_the_executor_section(tmp_path):
+    from noisyarl.cli import _load_config, build_parser
+
+    path = _write(tmp_path, _config(tmp_path))
+    for command in (["compare", str(path)], ["sweep", str(path)], ["run", str(path)]):
+        args = build_parser().parse_args([*command, "--executor", "ray",
+                                          "--address", "10.0.0.1:6379"])
+        executor = _load_config(args).executor
+        assert (executor.name, executor.address) == ("ray", "10.0.0.1:6379")
+    assert _load_config(build_parser().parse_args(["run", str(path)])).executor.name == "serial"

@@ -273,9 +273,9 @@ def _finished_rows(out: Path, run_names: list[str]) -> None:
 
 def test_compare_into_a_finished_folder_names_resume_before_decoding(workdir, capsys,
                                                                      monkeypatch):
-    import noisyarl.runners.compare
+    import noisyarl.runners.executor
 
-    monkeypatch.setattr(noisyarl.runners.compare, "load_data",
+    monkeypatch.setattr(noisyarl.runners.executor, "load_data",
                         lambda *a, **k: pytest.fail("decoded data before checking --out"))
     config = _write_config(workdir, compare=[{"label": "ARL", "method": {"split": 2}}])
     _finished_rows(workdir / "cmp", ["err-noisy_arl-K2-s0-seed0"])
@@ -284,9 +284,9 @@ def test_compare_into_a_finished_folder_names_resume_before_decoding(workdir, ca
 
 
 def test_sweep_into_a_finished_folder_names_resume_before_decoding(workdir, capsys, monkeypatch):
-    import noisyarl.runners.sweep
+    import noisyarl.runners.executor
 
-    monkeypatch.setattr(noisyarl.runners.sweep, "load_data",
+    monkeypatch.setattr(noisyarl.runners.executor, "load_data",
                         lambda *a, **k: pytest.fail("decoded data before checking --out"))
     config = _write_config(workdir)
     (workdir / "sw").mkdir()

@@ -107,11 +107,17 @@ def _data_info(args: argparse.Namespace) -> None:
 
 
 def _load_config(args: argparse.Namespace):
-    """The config file with ``--set`` overrides and ``--seeds`` applied."""
+    """The config file with ``--set`` overrides, ``--seeds``, ``--executor`` and ``--address``
+    applied."""
+    import json
+
     from noisyarl.config import load_config
 
     seeds = [f"seeds={list(args.seeds)}"] if args.seeds else []
-    return load_config(args.config, [*args.set, *seeds])
+    executor = [f"executor.name={args.executor}"] if args.executor else []
+    # a JSON string is a YAML string: an address like HOST:PORT stays text
+    address = [f"executor.address={json.dumps(args.address)}"] if args.address else []
+    return load_config(args.config, [*args.set, *seeds, *executor, *address])
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -196,6 +202,8 @@ def _study_results(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     from noisyarl.deploy.export import export_client
 
+    if args.int8 and args.format != "onnx":
+        raise ConfigError("--int8 quantises an ONNX export; drop --format torchscript")
     exported = export_client(args.run_dir, args.format, args.out, noise=not args.no_noise)
     check = exported.check
     print(f"wrote {exported.path} ({exported.metadata['noise_description']})")
@@ -205,8 +213,27 @@ def _export(args: argparse.Namespace) -> None:
     else:
         print(f"check: max |z - PyTorch z| = {check.max_abs_error:.3g} (max |z| = "
               f"{check.scale:.3g}): {'passed' if check.passed else 'FAILED'}")
-    if not check.passed:
+    passed = check.passed and (not args.int8 or _export_int8(args, exported.path))
+    if not passed:
         raise SystemExit(1)
+
+
+def _export_int8(args: argparse.Namespace, fp32: Path) -> bool:
+    """``export --int8``: quantise the fp32 file just written; print it; True if checked ok."""
+    from noisyarl.deploy.quantize import export_int8_client
+
+    int8 = export_int8_client(args.run_dir, fp32, mode=args.int8_mode,
+                              calibration_images=args.calibration_images)
+    record, check = int8.metadata["quantization"], int8.check
+    how = (f"calibrated on {record['calibration']['images']} training images"
+           if record["calibration"] else "no calibration")
+    print(f"wrote {int8.path} (int8, {record['mode']}: {how}; noise kept in float32; "
+          f"{100 * int8.size_ratio:.0f}% of the fp32 file's size)")
+    print(f"int8 check: RMS(z_int8 - z_fp32) = {100 * check.relative_error:.2f}% of RMS(z) "
+          f"(tolerance {100 * check.tolerance:g}%; max |error| {check.max_abs_error:.3g}, "
+          f"max |z| {check.max_abs:.3g}) on {check.image_source}, noise zeroed: "
+          f"{'passed' if check.passed else 'FAILED'}")
+    return check.passed
 
 
 def _latency(args: argparse.Namespace) -> None:
@@ -215,7 +242,8 @@ def _latency(args: argparse.Namespace) -> None:
 
     if args.json:
         _check_output_file(args.json, "--json")
-    options = {"batch_sizes": args.batch_size, "runs": args.runs, "warmup": args.warmup}
+    options = {"batch_sizes": args.batch_size, "runs": args.runs, "warmup": args.warmup,
+               "int8": args.int8}
     if args.run_dir is not None:
         report = latency_of_run(args.run_dir, **options)
     else:
@@ -296,6 +324,13 @@ def _config_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
                         metavar="SEED",
                         help="train every run once per seed and report mean ± 95 %% interval "
                              "(overrides the config's seeds:)")
+    parser.add_argument("--executor", choices=("serial", "ray"), default=None,
+                        help="where a study's runs execute: one after another here (serial) "
+                             "or as Ray tasks (overrides the config's executor.name)")
+    parser.add_argument("--address", default=None, metavar="ADDR",
+                        help="with --executor ray: the Ray cluster to join (auto: the one "
+                             "`ray start` started; default: that one if any, else a new local "
+                             "instance)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -366,9 +401,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output file (default RUN_DIR/export/client[-nonoise].onnx|.pt)")
     export.add_argument("--no-noise", action="store_true",
                         help="leave the noise out (verification only; recorded in the file)")
+    export.add_argument("--int8", action="store_true",
+                        help="also write an int8 client beside the ONNX file (*.int8.onnx); "
+                             "the noise stays inside, in float32")
+    export.add_argument("--int8-mode", choices=("static", "dynamic"), default="static",
+                        help="static: calibrated on the run's training images (default); "
+                             "dynamic: no calibration, usually slower")
+    export.add_argument("--calibration-images", type=_positive_int, default=128,
+                        help="training images the static int8 mode calibrates on")
     export.set_defaults(handler=_export)
 
-    latency = commands.add_parser("latency", help="client latency: eager, channels_last, ONNX")
+    latency = commands.add_parser("latency",
+                                  help="client latency: eager, channels_last, ONNX (fp32, int8)")
     source = latency.add_mutually_exclusive_group(required=True)
     source.add_argument("run_dir", nargs="?", default=None, help="a run directory")
     source.add_argument("--method", nargs="+", default=None,
@@ -383,6 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--runs", type=_positive_int, default=50,
                          help="timed runs per measurement (after the warm-up)")
     latency.add_argument("--warmup", type=_positive_int, default=5)
+    latency.add_argument("--int8", action="store_true",
+                         help="also time an int8 ONNX Runtime client (RUN_DIR/export/"
+                              "client.int8.onnx is timed whenever it exists; otherwise one is "
+                              "quantised in memory)")
     latency.add_argument("--json", default=None, help="also write the report to this file")
     latency.set_defaults(handler=_latency)
 

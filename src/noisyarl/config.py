@@ -214,6 +214,26 @@ class SweepConfig:
 
 
 @dataclass
+class ExecutorConfig:
+    """Where the runs of a study (``compare``, ``sweep``, ``run --seeds``) execute
+    (:mod:`noisyarl.runners.executor`).
+
+    name: ``serial`` (one after another in this process, on data decoded once) or ``ray`` (each
+    run a Ray task, on this machine or a cluster; needs ``pip install 'noisyarl[ray]'``).
+    address: the Ray cluster to join (``auto``: the one ``ray start`` started; null: a
+    cluster found on this machine, else a new local instance). cpus_per_run, gpus_per_run:
+    what each Ray task requests; a run trains with ``cpus_per_run`` threads. Not a training
+    setting: every run of a study gets the defaults, so the executor changes neither a run's
+    results, its name nor its ``config.yaml``, and it may change on ``--resume``.
+    """
+
+    name: Literal["serial", "ray"] = "serial"
+    address: str | None = None
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+
+
+@dataclass
 class ExperimentConfig:
     """One experiment: data, the utility/private task pair, a defence, training and attacks."""
 
@@ -232,6 +252,8 @@ class ExperimentConfig:
     #: Columns that select the paper's rows shown beside the results, e.g. ``{table: 3}``
     #: (see :func:`noisyarl.evaluation.report.paper_reference_rows`); empty: none.
     reference: dict[str, Any] = field(default_factory=dict)
+    #: How a study's runs are dispatched; not part of any run (see :func:`config_to_dict`).
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     def run_name(self) -> str:
         """A readable run name: ``name-method-K3-s0.5-seed0``.
@@ -413,6 +435,16 @@ def _data_checks(data: DataConfig) -> list[tuple[bool, str, str]]:
     return checks
 
 
+def _executor_checks(executor: ExecutorConfig, device: str) -> list[tuple[bool, str, str]]:
+    return [
+        (executor.cpus_per_run > 0, "executor.cpus_per_run", "must be > 0"),
+        (executor.gpus_per_run >= 0, "executor.gpus_per_run", "must be >= 0"),
+        (not (executor.name == "ray" and device.startswith("cuda")
+              and executor.gpus_per_run == 0), "executor.gpus_per_run",
+         f"train.device is {device}, so each Ray task needs a GPU: set it to 1 (or a fraction)"),
+    ]
+
+
 def _check_reference(reference: dict[str, Any]) -> None:
     """``reference`` must select at least one row of the paper's tables (or be empty)."""
     if not reference:
@@ -447,6 +479,7 @@ def _check_values(config: ExperimentConfig) -> None:
          "must be auto, cpu, cuda or cuda:N"),
     ]
     checks += _worst_case_checks(config.attacks.worst_case)
+    checks += _executor_checks(config.executor, config.train.device)
     for index, entry in enumerate(config.compare):
         checks += _method_checks(entry.method, f"compare[{index}].method")
     checks += [(sigma >= 0, "sweep.sigmas", "every σ must be >= 0")
@@ -542,7 +575,14 @@ def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
 
 
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """``config`` as plain values. The ``executor`` section is left out while it holds the
+    defaults: it says how a study's runs are dispatched, not what a run computes, and every
+    run is given the default (:mod:`noisyarl.runners.executor`), so a run's ``config.yaml``
+    and checkpoints are the same whichever executor ran it."""
+    values = dataclasses.asdict(config)
+    if config.executor == ExecutorConfig():
+        del values["executor"]
+    return values
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -574,7 +614,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
     """A new config with dotted ``key=value`` overrides applied and validated."""
-    values = config_to_dict(config)
+    values = dataclasses.asdict(config)  # every section, the default executor's too
     for text in overrides:
         path, value = parse_override(text)
         node = values

@@ -9,8 +9,12 @@ import pytest
 from noisyarl.builders import untrained_defence
 from noisyarl.cli import main
 from noisyarl.deploy.latency import (
+    ALL_BACKENDS,
     BACKENDS,
+    INT8_BACKEND,
+    PEAK_FOOTNOTE,
     latency_of_methods,
+    latency_of_run,
     measure_latency,
     time_calls,
 )
@@ -62,3 +66,29 @@ def test_unknown_method_is_a_user_error():
 
     with pytest.raises(ConfigError, match="unknown nope"):
         latency_of_methods(["nope"], 32)
+
+
+def test_int8_backend_is_its_own_row_and_the_peak_column_is_explained():
+    client = untrained_defence("noisy_arl", image_size=32, split=1, sigma=1.0).client
+    report = measure_latency({"rn18_1": client}, 32, batch_sizes=(1, 2), backends=ALL_BACKENDS,
+                             runs=2, warmup=1, progress=False)
+    assert [(r.backend, r.batch_size) for r in report.rows][-2:] == [
+        (INT8_BACKEND, 1), (INT8_BACKEND, 2)]
+    table = report.markdown()
+    assert "| rn18_1 | onnxruntime_int8 | 2 |" in table and "nominal ÷ fp32 GEMM peak ¹" in table
+    assert "not hardware utilisation" in table and "Winograd" in PEAK_FOOTNOTE
+    assert any("quantised in memory" in note for note in report.notes)
+
+
+def test_latency_of_a_run_times_its_int8_export(tiny_run_dir, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run_dir)
+    plain = latency_of_run(run_dir, batch_sizes=(1,), runs=1, warmup=1, progress=False)
+    assert {row.backend for row in plain.rows} == set(BACKENDS)  # no int8 file, not asked
+    assert main(["export", str(run_dir), "--int8", "--calibration-images", "32"]) == 0
+    report = latency_of_run(run_dir, batch_sizes=(1,), runs=1, warmup=1, progress=False)
+    assert [row.backend for row in report.rows] == list(ALL_BACKENDS)
+    assert report.notes == [f"{INT8_BACKEND}: {run_dir / 'export' / 'client.int8.onnx'} "
+                            "(`noisyarl export --int8`)."]

@@ -161,6 +161,7 @@ def client_metadata(run: LoadedRun, noise: bool, fmt: str) -> dict[str, Any]:
         z = client_for_export(client, noise=False)(torch.zeros(1, *run.image_shape))
     return {
         "format": fmt,
+        "precision": "float32",
         "noise": noise and bool(sigmas),
         "verification_only": not noise,
         "client_kind": kind,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from noisyarl.builders import load_data, resolve_tasks
+from noisyarl.builders import resolve_tasks
 from noisyarl.config import ConfigError, ExperimentConfig
 from noisyarl.data.base import ImageSplit
 from noisyarl.data.registry import available_labels
@@ -27,7 +27,8 @@ from noisyarl.evaluation.report import (
     write_csv,
     write_report,
 )
-from noisyarl.runners.experiment import run_experiment, save_reconstruction_grid
+from noisyarl.runners.executor import RunJob, execute
+from noisyarl.runners.experiment import save_reconstruction_grid
 from noisyarl.runners.pareto import KnobPoint, ParetoGrid, knob_points, select_points
 from noisyarl.runners.result import COMPARE_COLUMNS, DEFINITIONS, RunResult, table_columns
 from noisyarl.runners.seeds import (
@@ -106,8 +107,9 @@ def run_comparison(
     Every (row, seed) is a run directory ``OUT/runs/<run name>`` (the name ends in the seed).
     ``pareto``: train each row over its trade-off knob's grid and report it at the value
     chosen on validation (:mod:`noisyarl.runners.pareto`). ``resume`` continues interrupted
-    runs and reuses finished ones. Returns the table rows
-    (:meth:`noisyarl.runners.seeds.SeedSummary.row`).
+    runs and reuses finished ones. The runs execute where ``config.executor`` says
+    (:mod:`noisyarl.runners.executor`: here one after another, or as Ray tasks). Returns the
+    table rows (:meth:`noisyarl.runners.seeds.SeedSummary.row`).
     """
     out_dir = Path(out_dir)
     rows = comparison_configs(config)
@@ -119,13 +121,12 @@ def run_comparison(
                              for seed in seeds] for point in points}
     check_before_decoding(config, [run_dir for runs in planned.values() for _, run_dir in runs],
                           out_dir / "table.md", resume=resume, labels=splits is None)
-    splits = splits or load_data(config, progress=config.train.progress)
+    jobs = [RunJob(seeded, run_dir, label)
+            for label, runs in planned.items() for seeded, run_dir in runs]
     results: dict[str, list[RunResult]] = {}
-    for label, runs in planned.items():
-        for seeded, run_dir in runs:
-            print(f"\n== {label}: {seeded.run_name()}")
-            metrics = run_experiment(seeded, run_dir, resume=resume, splits=splits)
-            results.setdefault(label, []).append(RunResult.from_metrics(metrics))
+    for job, metrics in zip(jobs, execute(jobs, config.executor, resume=resume, splits=splits),
+                            strict=True):
+        results.setdefault(job.label, []).append(RunResult.from_metrics(metrics))
     summaries = {summary.label: summary for summary in summarise_seeds(results)}
     chosen = select_points(points, summaries) if pareto else [(point, True) for point in points]
     table = [summaries[point.label] for point, _ in chosen]

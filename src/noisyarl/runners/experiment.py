@@ -366,7 +366,7 @@ def finished_run_metrics(config: ExperimentConfig, run_dir: str | Path) -> dict[
         for key in DISPLAY_ONLY:
             values["train"].pop(key)
         for section in STUDY_SETTINGS:
-            values.pop(section)
+            values.pop(section, None)  # config_to_dict leaves a default executor out
         return values
 
     if comparable(load_config(saved)) != comparable(config):

@@ -28,8 +28,9 @@ from noisyarl.utils.io import read_json, write_json
 TASKS_FILE = "tasks.json"
 #: What makes a folder a run directory (``run`` without ``--resume`` refuses to reuse it).
 RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.json")
-#: Config sections that say which runs a study makes, not what one run computes.
-STUDY_SETTINGS = ("compare", "sweep", "pareto", "reference", "seeds")
+#: Config sections that say which runs a study makes (or where they execute), not what one
+#: run computes.
+STUDY_SETTINGS = ("compare", "sweep", "pareto", "reference", "seeds", "executor")
 #: Config sections a checkpoint does not depend on: they may change on ``--resume``.
 NOT_TRAINING = ("attacks", *STUDY_SETTINGS)
 #: Keys of ``train`` that change neither the weights nor the results.
@@ -98,11 +99,11 @@ def load_run(run_dir: str | Path) -> LoadedRun:
 
 def training_part(config: ExperimentConfig) -> dict[str, Any]:
     """What the trained weights depend on: the config without the attacks, the study settings
-    (``compare``, ``sweep``, ``reference``) and what only changes the display or the clean-up
-    (``train.progress``, ``train.keep_checkpoints``)."""
+    (``compare``, ``sweep``, ``reference``, ``executor``) and what only changes the display or
+    the clean-up (``train.progress``, ``train.keep_checkpoints``)."""
     values = config_to_dict(config)
     for section in NOT_TRAINING:
-        values.pop(section)
+        values.pop(section, None)  # config_to_dict leaves a default executor out
     for key in DISPLAY_ONLY:
         values["train"].pop(key)
     return values

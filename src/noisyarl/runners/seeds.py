@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from noisyarl.builders import load_data
 from noisyarl.config import ExperimentConfig
 from noisyarl.evaluation.report import Column, format_table, write_csv, write_report
 from noisyarl.evaluation.statistics import (
@@ -35,7 +34,7 @@ from noisyarl.evaluation.statistics import (
     paired_t,
     t_interval,
 )
-from noisyarl.runners.experiment import run_experiment
+from noisyarl.runners.executor import RunJob, execute
 from noisyarl.runners.result import DEFINITIONS, SUMMARY_COLUMNS, RunResult
 from noisyarl.utils.io import atomic_write_text, write_json
 
@@ -136,17 +135,15 @@ class SeedSummary:
 def run_over_seeds(config: ExperimentConfig, out_dir: str | Path, *,
                    resume: bool = False) -> SeedSummary:
     """``noisyarl run --seeds``: train ``config`` once per seed into ``OUT/seed<k>`` (each a
-    full run directory; ``resume`` reuses finished ones) and write ``summary.md``,
-    ``summary.csv``, ``summary.json`` and ``report.md`` over the seeds into ``out_dir``."""
+    full run directory; ``resume`` reuses finished ones; ``config.executor`` says where they
+    execute) and write ``summary.md``, ``summary.csv``, ``summary.json`` and ``report.md`` over
+    the seeds into ``out_dir``."""
     out_dir = Path(out_dir)
     seeds = config.run_seeds()
     runs = [(config.with_seed(seed), out_dir / f"seed{seed}") for seed in seeds]
-    splits = load_data(config, progress=config.train.progress)
-    results = []
-    for seeded, run_dir in runs:
-        print(f"\n== {seeded.run_name()}")
-        results.append(RunResult.from_metrics(
-            run_experiment(seeded, run_dir, resume=resume, splits=splits)))
+    jobs = [RunJob(seeded, run_dir) for seeded, run_dir in runs]
+    results = [RunResult.from_metrics(metrics)
+               for metrics in execute(jobs, config.executor, resume=resume)]
     summary = SeedSummary.of(results[0].display_name or config.method.name, results)
     columns = interval_columns(SUMMARY_COLUMNS)
     title = f"noisyarl run over seeds: {config.name}, {config.method.name}"

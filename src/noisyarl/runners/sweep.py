@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from noisyarl.builders import load_data
 from noisyarl.config import ConfigError, ExperimentConfig
 from noisyarl.data.base import ImageSplit
 from noisyarl.evaluation.plots import plot_sigma_sweep
 from noisyarl.evaluation.report import Column, format_table, write_csv, write_report
 from noisyarl.methods import METHODS
 from noisyarl.runners.compare import check_before_decoding
-from noisyarl.runners.experiment import run_experiment
+from noisyarl.runners.executor import RunJob, execute
 from noisyarl.runners.result import DEFINITIONS, RUN_COLUMNS, RunResult, best_ranked
 from noisyarl.runners.seeds import SeedSummary, interval_columns, interval_note
 from noisyarl.runtime.distributed import current_env
@@ -113,8 +112,8 @@ def run_sigma_sweep(
 
     reconstruction: also run the reconstruction attack at every σ (off by default: the choice
     of σ does not use it and it dominates CPU time). ``resume`` continues interrupted runs and
-    reuses finished ones. runs_dir: where the runs go (default ``out_dir/runs``). Returns the
-    rows and the validation-chosen σ.
+    reuses finished ones; ``config.executor`` says where the runs execute. runs_dir: where
+    the runs go (default ``out_dir/runs``). Returns the rows and the validation-chosen σ.
     """
     check_sweepable(config)
     sigmas = list(config.sweep.sigmas if sigmas is None else sigmas)
@@ -129,19 +128,17 @@ def run_sigma_sweep(
               for point in sweep_points(config, sigmas, reconstruction)]
     check_before_decoding(config, [runs_dir / run.run_name() for runs in points for run in runs],
                           out_dir / "sweep.json", resume=resume, labels=splits is None)
-    splits = splits or load_data(config, progress=config.train.progress)
-    metrics, summaries = {}, {}
-    for runs in points:
-        sigma, results = runs[0].method.sigma, []
-        for run in runs:
-            print(f"\n== {run.run_name()}")
-            values = run_experiment(run, runs_dir / run.run_name(), resume=resume, splits=splits)
-            metrics.setdefault(sigma, values)
-            results.append(RunResult.from_metrics(values))
-            if results[-1].delta is None:
-                raise ConfigError("tasks.utility: the sweep needs a classification utility (Δ "
-                                  "is not defined for a regression utility)")
-        summaries[sigma] = SeedSummary.of(f"σ={sigma:g}", results)
+    jobs = [RunJob(run, runs_dir / run.run_name()) for runs in points for run in runs]
+    metrics, results = {}, {}
+    for job, values in zip(jobs, execute(jobs, config.executor, resume=resume, splits=splits),
+                           strict=True):
+        sigma = job.config.method.sigma
+        metrics.setdefault(sigma, values)
+        results.setdefault(sigma, []).append(RunResult.from_metrics(values))
+        if results[sigma][-1].delta is None:
+            raise ConfigError("tasks.utility: the sweep needs a classification utility (Δ "
+                              "is not defined for a regression utility)")
+    summaries = {sigma: SeedSummary.of(f"σ={sigma:g}", runs) for sigma, runs in results.items()}
     rows = [sweep_row(summary) for summary in summaries.values()]
     best_sigma, ranked = choose_sigma(summaries)
     if current_env().is_main:  # under torchrun rank 0 alone writes the sweep files
