@@ -39,17 +39,20 @@ from noisyarl.utils.io import atomic_write_text, write_json
 IMAGE_SIZE, SPLIT = 178, 3
 
 
-def tiny_run(out: Path, images: int, epochs: int, sigma: float) -> Path:
-    """``OUT/run``: noisy ARL (RN18_3, 178 px) trained ``epochs`` epochs on generated faces."""
+def tiny_run(out: Path, images: int, epochs: int, sigma: float,
+             image_size: int = IMAGE_SIZE,
+             split_fractions: tuple[float, float, float] | None = None) -> Path:
+    """``OUT/run``: noisy ARL (RN18_3, ``image_size`` px) trained ``epochs`` epochs on
+    generated faces (a finished run is reused)."""
     run_dir = out / "run"
     if (run_dir / "checkpoints" / "best.pt").is_file():
         return run_dir
     root = out / "data"
-    ensure_celeba(root, SynthConfig(num_images=images, image_size=IMAGE_SIZE, seed=3),
-                  progress=True)
+    ensure_celeba(root, SynthConfig(num_images=images, image_size=image_size, seed=3,
+                                    split_fractions=split_fractions), progress=True)
     config = config_from_dict({
         "name": "int8-bench", "data": {"dataset": "celeba", "root": str(root),
-                                       "image_size": IMAGE_SIZE},
+                                       "image_size": image_size},
         "tasks": {"utility": {"label": "Smiling"}, "private": {"label": "Male"}},
         "method": {"name": "noisy_arl", "split": SPLIT, "sigma": sigma},
         "train": {"epochs": epochs, "batch_size": 32, "progress": True},

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
+from noisyarl.attacks import ATTACKS, Attack
 from noisyarl.attacks.attackers import ATTACKERS
 from noisyarl.data.registry import DATASETS
 from noisyarl.errors import ConfigError
@@ -104,7 +105,9 @@ class TrainConfig:
     keep_checkpoints: what stays of ``checkpoints/`` once the run has finished: ``minimal``
     (``best.pt``, the trained weights; ``last.pt`` with its optimiser states is deleted) or
     ``all`` (``last.pt`` too).
-    channels_last: images and networks in the NHWC memory format (faster on CPU at 178 px).
+    channels_last: images and networks in the NHWC memory format: ``auto`` (default) from
+    128 px on, where it was measured faster on CPU (1.11x at 178 px; 0.81x at 64 px,
+    :func:`noisyarl.runtime.resolve_channels_last`), or true / false.
     compile: the defence's networks compiled with ``torch.compile`` (inductor; needs a C++
     compiler on CPU, Triton on CUDA; warns and runs eager without one). Same noise draws as
     eager; results differ only by float rounding (:mod:`noisyarl.runtime.compile`).
@@ -115,7 +118,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     device: str = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    channels_last: bool = False
+    channels_last: bool | Literal["auto"] = "auto"
     compile: bool = False
     log_every: int = 20
     progress: bool = True
@@ -171,7 +174,12 @@ class AttacksConfig:
     utility_head: whose test score is the utility: ``joint`` (the head trained with the
     client, the paper's protocol) or ``fresh`` (a fresh head of the proxy's architecture trained
     on frozen z until its validation score stops improving, with the leakage attack's settings:
-    MaxEnt-ARL's authors' protocol); the other figure is kept as ``utility_joint``."""
+    MaxEnt-ARL's authors' protocol); the other figure is kept as ``utility_joint``.
+    extra: more attacks to run, names of :data:`noisyarl.attacks.ATTACKS` (e.g.
+    ``[white_box, black_box, distance_correlation]``; not ``leakage`` or ``reconstruction``,
+    which have their own stages), each with ``attacks.leakage``'s training settings and its
+    result in ``attacks/NAME.json``. options: an extra attack's own settings by name (the
+    fields of its ``options_type``, e.g. ``{white_box: {queries: 4, steps: 300}}``)."""
 
     leakage: AttackConfig = field(default_factory=AttackConfig)
     reconstruction: AttackConfig = field(default_factory=AttackConfig)
@@ -179,6 +187,8 @@ class AttacksConfig:
     suite: Literal["paper", "worst_case"] = "paper"
     utility_head: Literal["joint", "fresh"] = "joint"
     worst_case: WorstCaseConfig = field(default_factory=WorstCaseConfig)
+    extra: list[str] = field(default_factory=list)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -317,7 +327,10 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
                 return _convert(value, option, key)
             except ConfigError as error:
                 errors.append(str(error))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: invalid value {value!r}")
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        reasons = "; ".join(error.removeprefix(f"{key}: ") for error in errors)
+        raise ConfigError(f"{key}: invalid value {value!r} ({reasons})")
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
@@ -421,6 +434,43 @@ def _worst_case_checks(worst: WorstCaseConfig) -> list[tuple[bool, str, str]]:
     ]
 
 
+#: Attacks with a stage of their own (``attacks.leakage``, ``attacks.reconstruction``): they
+#: cannot be listed in ``attacks.extra`` (their results would share ``attacks/NAME.json``).
+OWN_STAGE_ATTACKS = ("leakage", "reconstruction")
+
+
+def _extra_attack_checks(attacks: AttacksConfig) -> list[tuple[bool, str, str]]:
+    extra_attacks = [name for name in ATTACKS if name not in OWN_STAGE_ATTACKS]
+    unknown = [name for name in attacks.extra if name not in extra_attacks]
+    unknown_options = [name for name in attacks.options if name not in attacks.extra]
+    return [
+        (not unknown, "attacks.extra",
+         f"unknown attack(s) {unknown} (known: {', '.join(extra_attacks)})"),
+        (len(set(attacks.extra)) == len(attacks.extra), "attacks.extra",
+         "must not repeat a name"),
+        (not unknown_options, "attacks.options",
+         f"options for attack(s) {unknown_options} not listed in attacks.extra"),
+    ]
+
+
+def extra_attack(attacks: AttacksConfig, name: str) -> Attack:
+    """The registered attack ``name`` with its options from ``attacks.options.NAME`` (its
+    defaults where the config gives none). Raises :class:`ConfigError` on bad options."""
+    attack_type = ATTACKS[name]
+    values = attacks.options.get(name) or {}
+    prefix = f"attacks.options.{name}"
+    if attack_type.options_type is None:
+        if values:
+            raise ConfigError(f"{prefix}: the {name} attack takes no options")
+        return attack_type()
+    try:
+        return attack_type(_build(attack_type.options_type, values, prefix))
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{prefix}.{error}") from error
+
+
 def _data_checks(data: DataConfig) -> list[tuple[bool, str, str]]:
     checks = [
         (data.dataset in DATASETS, "data.dataset",
@@ -479,6 +529,7 @@ def _check_values(config: ExperimentConfig) -> None:
          "must be auto, cpu, cuda or cuda:N"),
     ]
     checks += _worst_case_checks(config.attacks.worst_case)
+    checks += _extra_attack_checks(config.attacks)
     checks += _executor_checks(config.executor, config.train.device)
     for index, entry in enumerate(config.compare):
         checks += _method_checks(entry.method, f"compare[{index}].method")
@@ -490,6 +541,8 @@ def _check_values(config: ExperimentConfig) -> None:
         if not ok:
             raise ConfigError(f"{key}: {message}")
     _check_method(config.method, "method")
+    for name in config.attacks.extra:
+        extra_attack(config.attacks, name)
     for index, entry in enumerate(config.compare):
         _check_method(entry.method, f"compare[{index}].method")
     _check_reference(config.reference)

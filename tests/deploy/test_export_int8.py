@@ -142,3 +142,25 @@ def test_int8_refusals_are_user_errors(untrained_celeba_run, tiny_run_dir, tmp_p
     assert main(["export", str(untrained_celeba_run("upper_bound")), "--out",
                  str(tmp_path / "u.onnx"), "--int8"]) == 2
     assert "no weights to quantise" in capsys.readouterr().err
+
+
+def test_int8_quality_pairs_noise_draws_and_reports_chance(int8_run):
+    from noisyarl.attacks.base import AttackSettings
+    from noisyarl.deploy.int8_quality import int8_quality
+
+    fp32 = int8_run / "export" / "client.onnx"
+    settings = AttackSettings(max_epochs=2, patience=1, batch_size=16, noise_draws=2)
+    # The same file on both sides: paired draws and initialisations make every difference 0.
+    same = int8_quality(int8_run, fp32, fp32, seeds=(0, 1), settings=settings)
+    assert same.fp32.utility == same.int8.utility
+    assert same.fp32.privacy == same.int8.privacy
+    assert same.privacy_difference.difference.mean == 0.0
+    # The int8 file: two seeds, figures in percent beside the split's majority rates.
+    result = int8_quality(int8_run, fp32, int8_path(fp32), seeds=(0, 1), settings=settings)
+    assert len(result.int8.privacy) == len(result.fp32.utility) == 2
+    assert result.sigma == pytest.approx(0.5)
+    assert 50.0 <= result.privacy_chance <= 100.0 and 50.0 <= result.utility_chance <= 100.0
+    assert all(0.0 <= value <= 100.0 for value in result.int8.utility + result.int8.privacy)
+    table = result.markdown()
+    assert "| int8 |" in table and "majority" in table
+    assert json.loads(json.dumps(result.to_dict()))["seeds"] == [0, 1]

@@ -61,7 +61,9 @@ def test_display_names_are_distinct_and_match_the_paper_config_labels():
     assert len(names) == len(METHODS)
     assert {name: cls.display_name for name, cls in METHODS.items()} == {
         "noisy_arl": "noisy ARL", "upper_bound": "RN18 (upper bound)",
-        "maxent_arl": "MaxEnt-ARL", "deep_obfuscator": "DeepObfuscator", "disco": "DISCO"}
+        "maxent_arl": "MaxEnt-ARL", "deep_obfuscator": "DeepObfuscator", "disco": "DISCO",
+        "noise_only": "noise only", "nopeek": "NoPeek", "blur": "Gaussian blur",
+        "pixelate": "Pixelation", "pixel_noise": "Pixel noise", "shredder": "Shredder"}
 
 
 @pytest.mark.parametrize("name", NAMES)

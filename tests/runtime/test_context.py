@@ -83,3 +83,14 @@ def test_joint_step_sends_each_loss_into_its_own_optimisers_parameters_only():
     for got, expected in zip([*got_main, *got_own], [*expected_main, *expected_own],
                              strict=True):
         torch.testing.assert_close(got, expected)
+
+
+def test_channels_last_auto_follows_the_measured_crossover():
+    from noisyarl.runtime import resolve_channels_last
+    from noisyarl.runtime.device import CHANNELS_LAST_MIN_SIZE
+
+    assert resolve_channels_last("auto", 178) and not resolve_channels_last("auto", 64)
+    assert resolve_channels_last("auto", CHANNELS_LAST_MIN_SIZE)
+    assert resolve_channels_last(True, 32) and not resolve_channels_last(False, 178)
+    with pytest.raises(ValueError, match="auto"):
+        resolve_channels_last("yes", 64)

@@ -2,12 +2,19 @@
 
 Every attack sees the client through a :class:`~noisyarl.attacks.view.ZView` (z exactly as the
 server receives it), trains until its validation score stops improving
-(:func:`~noisyarl.attacks.base.fit_until_plateau`) and returns a typed
-:class:`~noisyarl.attacks.base.AttackResult` that round-trips to JSON. A new attack is one
-module with an :class:`Attack` subclass and one line of :data:`ATTACKS`.
+(:func:`~noisyarl.attacks.base.fit_until_plateau`; a model-free attack trains nothing) and
+returns a typed :class:`~noisyarl.attacks.base.AttackResult` that round-trips to JSON. A new
+attack is one module with an :class:`Attack` subclass and one line of :data:`ATTACKS`; a run
+then runs it when the config lists it in ``attacks.extra`` (its own settings in
+``attacks.options.NAME``).
 """
 
 from noisyarl.attacks.base import Attack, AttackResult, AttackSettings, LearningCurve
+from noisyarl.attacks.black_box import BlackBoxAttack
+from noisyarl.attacks.distance_correlation import (
+    DistanceCorrelationAttack,
+    DistanceCorrelationResult,
+)
 from noisyarl.attacks.identity import IdentityAttack, IdentityResult
 from noisyarl.attacks.leakage import LeakageAttack, LeakageResult, run_leakage_attack
 from noisyarl.attacks.reconstruction import (
@@ -16,6 +23,7 @@ from noisyarl.attacks.reconstruction import (
     run_reconstruction_attack,
 )
 from noisyarl.attacks.view import AttackTarget, ZView
+from noisyarl.attacks.white_box import InversionResult, WhiteBoxAttack
 
 #: name -> attack. The leakage attack's attacker models are in
 #: :data:`noisyarl.attacks.attackers.ATTACKERS`.
@@ -23,6 +31,9 @@ ATTACKS: dict[str, type[Attack]] = {
     LeakageAttack.name: LeakageAttack,
     ReconstructionAttack.name: ReconstructionAttack,
     IdentityAttack.name: IdentityAttack,
+    WhiteBoxAttack.name: WhiteBoxAttack,
+    BlackBoxAttack.name: BlackBoxAttack,
+    DistanceCorrelationAttack.name: DistanceCorrelationAttack,
 }
 
 __all__ = [
@@ -31,7 +42,9 @@ __all__ = [
     "AttackResult",
     "AttackSettings",
     "AttackTarget",
+    "DistanceCorrelationResult",
     "IdentityResult",
+    "InversionResult",
     "LeakageResult",
     "LearningCurve",
     "ReconstructionResult",

@@ -26,6 +26,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -181,6 +182,12 @@ class AttackResult:
     def cells(self) -> dict[str, Any]:
         """This result's cells of a results table (figure name -> value)."""
 
+    def save_figures(self, folder: Path) -> list[Path]:
+        """Write this result's figures as ``folder/ATTACK.png`` (and ``ATTACK_*.png``); returns
+        the paths written. Default: none. Called once, when the attack has just run (a cached
+        result has no tensors left to draw)."""
+        return []
+
 
 def _json_value(value: Any) -> Any:
     """A field's JSON form: ``to_dict()`` where it has one, a plain dict for a dataclass."""
@@ -199,11 +206,32 @@ def not_in_json(**kwargs: Any) -> Any:
 class Attack(ABC):
     """One attack: ``run(target, settings)`` trains (or fits) the attacker on the frozen client
     and returns an :class:`AttackResult`. Registered by name in :data:`noisyarl.attacks.ATTACKS`.
+
+    options: an instance of the attack's own ``options_type`` (a dataclass of settings beyond
+    :class:`AttackSettings`, read from the config's ``attacks.options.NAME``); None gives its
+    defaults (and stays None for an attack without options).
     """
 
     name: ClassVar[str]
+    #: The result type that :meth:`run` returns (its ``from_dict`` reads a cached result back).
+    result_type: ClassVar[type[AttackResult]]
     #: Whether it needs a private task (attribute attacks) or none (reconstruction, identity).
     needs_task: ClassVar[bool] = True
+    #: Whether it trains a model: its result's curve holds the epochs (else the curve is empty).
+    trains: ClassVar[bool] = True
+    #: The dataclass of its own settings (None: it takes none).
+    options_type: ClassVar[type | None] = None
+
+    def __init__(self, options: Any = None) -> None:
+        if options is None and self.options_type is not None:
+            options = self.options_type()
+        if options is not None and not isinstance(options, self.options_type or ()):
+            raise TypeError(f"{self.name} takes {self.options_type} options, got {options!r}")
+        self.options = options
+
+    def options_key(self) -> dict[str, Any] | None:
+        """The options as plain values (part of a cached result's key); None without options."""
+        return None if self.options is None else dataclasses.asdict(self.options)
 
     @abstractmethod
     def run(self, target: Any, settings: AttackSettings) -> AttackResult:

@@ -186,6 +186,7 @@ class IdentityAttack(Attack):
     """Re-identification of test people from their z (datasets with identities)."""
 
     name = "identity"
+    result_type = IdentityResult
     needs_task = False
 
     def run(self, target: AttackTarget, settings: AttackSettings) -> IdentityResult:

@@ -233,6 +233,7 @@ class LeakageAttack(Attack):
     """The paper's attack: a fresh copy of the defence's proxy adversary on frozen z."""
 
     name = "leakage"
+    result_type = LeakageResult
 
     def run(self, target: AttackTarget, settings: AttackSettings) -> LeakageResult:
         if target.proxy is None or target.task is None:

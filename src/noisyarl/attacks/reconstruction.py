@@ -176,6 +176,7 @@ class ReconstructionAttack(Attack):
     """The learned decoder of docs/method.md §3, scored against the mean-image baseline."""
 
     name = "reconstruction"
+    result_type = ReconstructionResult
     needs_task = False
 
     def run(self, target: AttackTarget, settings: AttackSettings) -> ReconstructionResult:

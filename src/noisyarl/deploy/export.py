@@ -7,7 +7,9 @@ client for verification only; the file's metadata says so (``"noise": false``) a
 :class:`noisyarl.client.LocalObfuscator` refuses such a file unless asked explicitly.
 
 Works for any defence: the client is ``defence.client`` as the training loop built it, and the
-noise is switched off by disabling every :class:`~noisyarl.models.GaussianNoise` inside it.
+noise is switched off by disabling every noise source inside it
+(:class:`~noisyarl.models.noise.NoiseSource`: a :class:`~noisyarl.models.GaussianNoise`, or learned
+noise such as Shredder's).
 
 Metadata (a JSON object) is stored in the file (ONNX ``metadata_props["noisyarl"]``, TorchScript
 extra file ``noisyarl.json``) and beside it as ``<file>.json`` together with the verification.
@@ -35,6 +37,7 @@ from torch import nn
 import noisyarl
 from noisyarl.errors import ConfigError
 from noisyarl.models import GaussianNoise
+from noisyarl.models.noise import NoiseSource
 from noisyarl.runners.runs import LoadedRun, load_run
 from noisyarl.utils.io import atomic_write_bytes, write_json
 
@@ -101,6 +104,13 @@ def noise_modules(client: nn.Module) -> list[GaussianNoise]:
             if isinstance(module, GaussianNoise) and module.active]
 
 
+def noise_sources(client: nn.Module) -> list[NoiseSource]:
+    """Every module inside ``client`` that adds random noise now (a :class:`GaussianNoise` with
+    σ > 0, or learned noise such as Shredder's), whatever its distribution."""
+    return [module for module in client.modules()
+            if isinstance(module, NoiseSource) and module.noise_std > 0]
+
+
 def client_for_export(client: nn.Module, noise: bool = True) -> nn.Module:
     """A CPU float32 eval-mode copy of ``client`` (NCHW weights); noise off unless ``noise``."""
     exported = copy.deepcopy(client).cpu().float().eval()
@@ -109,7 +119,7 @@ def client_for_export(client: nn.Module, noise: bool = True) -> nn.Module:
         parameter.requires_grad_(False)
     if not noise:
         for module in exported.modules():
-            if isinstance(module, GaussianNoise):
+            if isinstance(module, NoiseSource):
                 module.enabled = False
     return exported
 
@@ -131,6 +141,9 @@ def client_kind(run: LoadedRun, noise: bool) -> tuple[str, str]:
         return "verification_only", f"noise OFF: verification only{left_out}"
     if sigmas:
         return "noise", f"noise inside (σ = {_sigma_text(sigmas)})"
+    learned = [module.noise_std for module in noise_sources(defence.client)]
+    if learned:
+        return "noise", f"learned noise inside (overall std {_sigma_text(learned)})"
     return "no_noise", _why_no_noise(defence.client, defence.name)
 
 
@@ -162,7 +175,7 @@ def client_metadata(run: LoadedRun, noise: bool, fmt: str) -> dict[str, Any]:
     return {
         "format": fmt,
         "precision": "float32",
-        "noise": noise and bool(sigmas),
+        "noise": noise and bool(noise_sources(client)),
         "verification_only": not noise,
         "client_kind": kind,
         "noise_description": description,
@@ -313,7 +326,9 @@ def verify_export(path: str | Path, client: nn.Module, image_shape: tuple[int, .
     """Run the exported file and ``client`` (PyTorch, noise off) on the same random images.
 
     A noise-free export must match within ``1e-4 * max(1, max|z|)``. A noisy export's residual
-    must have |mean| <= 0.03·σ and a standard deviation within 3% of σ.
+    must have |mean| <= 0.03·σ and a standard deviation within 3% of σ, the ``noise_std`` of the
+    client's one noise source (σ of a :class:`GaussianNoise`; for learned per-channel noise the
+    root-mean-square of its scales).
     """
     exported = ExportedClient(path)
     images = torch.rand(batch_size, *image_shape, generator=torch.Generator().manual_seed(seed))
@@ -325,8 +340,8 @@ def verify_export(path: str | Path, client: nn.Module, image_shape: tuple[int, .
         raise ValueError(f"exported z shape {z.shape} differs from PyTorch's {clean.shape}")
     residual = (z - clean).astype(np.float64)
     scale = float(np.abs(clean).max())
-    sigmas = [module.sigma for module in noise_modules(client)]
-    expected = sigmas[0] if len(sigmas) == 1 else 0.0
+    stds = [module.noise_std for module in noise_sources(client)]
+    expected = stds[0] if len(stds) == 1 else 0.0
     noise = bool(exported.metadata["noise"]) and expected > 0
     mean, std = float(residual.mean()), float(residual.std())
     if noise:

@@ -270,6 +270,14 @@ def mean_image_baseline(train_images: torch.Tensor, test_images: torch.Tensor,
     return _batched_scores(pairs())
 
 
+def mean_image(images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The mean image [C, H, W] (float32 in [0, 1]) of images [N, C, H, W] (uint8 0..255 or
+    float in [0, 1]): the mean-image baseline's prediction, accumulated in float64 by chunks."""
+    if images.dim() != 4 or images.shape[0] == 0:
+        raise ValueError(f"expected a non-empty [N, C, H, W] batch, got {tuple(images.shape)}")
+    return _mean_image(images, batch_size).float()
+
+
 def _mean_image(images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Float64 mean [C, H, W] in [0, 1] of images [N, C, H, W], accumulated chunk by chunk."""
     total = torch.zeros(images.shape[1:], dtype=torch.float64, device=images.device)
@@ -471,6 +479,7 @@ __all__ = [
     "contingency_table",
     "cramers_v",
     "image_scores",
+    "mean_image",
     "mean_image_baseline",
     "ms_ssim",
     "normalised_delta",

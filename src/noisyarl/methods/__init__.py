@@ -18,8 +18,12 @@ from noisyarl.methods.adversary import adversarial_update
 from noisyarl.methods.base import Defence, DefenceSpec, Knob
 from noisyarl.methods.deep_obfuscator import DeepObfuscator
 from noisyarl.methods.disco import Disco
+from noisyarl.methods.image_space import Blur, Pixelation, PixelNoise
 from noisyarl.methods.maxent import MaxEntARL
+from noisyarl.methods.noise_only import NoiseOnly
 from noisyarl.methods.noisy_arl import NoisyARL
+from noisyarl.methods.nopeek import NoPeek
+from noisyarl.methods.shredder import Shredder
 from noisyarl.methods.upper_bound import UpperBound
 from noisyarl.utils.validate import finite_number
 
@@ -29,6 +33,12 @@ METHODS: dict[str, type[Defence]] = {
     MaxEntARL.name: MaxEntARL,
     DeepObfuscator.name: DeepObfuscator,
     Disco.name: Disco,
+    NoiseOnly.name: NoiseOnly,
+    NoPeek.name: NoPeek,
+    Blur.name: Blur,
+    Pixelation.name: Pixelation,
+    PixelNoise.name: PixelNoise,
+    Shredder.name: Shredder,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,7 +31,26 @@ def unit_rms(h: torch.Tensor) -> torch.Tensor:
     return h / torch.sqrt(h.pow(2).mean(dim=dims, keepdim=True) + RMS_EPS)
 
 
-class GaussianNoise(nn.Module):
+class NoiseSource(nn.Module, ABC):
+    """Base of the client modules that add fresh random noise to their input on every call.
+
+    ``enabled`` is the explicit switch: ``noisyarl export --no-noise`` and the export check
+    switch off every noise source of a client, whatever its distribution. :attr:`noise_std` is
+    the standard deviation of the noise the module adds now, over all elements of its output
+    (0 when it adds none); an export's residual is checked against it. Subclasses:
+    :class:`GaussianNoise` (σ, known to the attacks through
+    :meth:`noisyarl.methods.Defence.noise_module`) and learned noise such as Shredder's.
+    """
+
+    enabled: bool
+
+    @property
+    @abstractmethod
+    def noise_std(self) -> float:
+        """Standard deviation of the added noise over all output elements (0 when off)."""
+
+
+class GaussianNoise(NoiseSource):
     """Adds isotropic Gaussian noise of standard deviation ``sigma`` to its input.
 
     ``forward(h)`` maps ``h`` [B, ...] to ``z = h' + sigma * eps`` [B, ...], where ``h'`` is
@@ -65,6 +85,11 @@ class GaussianNoise(nn.Module):
     def active(self) -> bool:
         """Whether :meth:`forward` adds noise (enabled and σ > 0); says nothing of ``normalize``."""
         return self.enabled and self.sigma > 0
+
+    @property
+    def noise_std(self) -> float:
+        """σ when the noise is on (:attr:`active`), else 0."""
+        return self.sigma if self.active else 0.0
 
     def signal(self, h: torch.Tensor) -> torch.Tensor:
         """The noise-free representation [B, ...]: ``h`` per-sample unit-RMS if ``normalize``."""
@@ -119,7 +144,7 @@ def find_noise_module(client: nn.Module) -> GaussianNoise | None:
 
 
 @contextlib.contextmanager
-def noise_switched_off(noise: GaussianNoise) -> Iterator[None]:
+def noise_switched_off(noise: NoiseSource) -> Iterator[None]:
     """Inside the block ``noise`` adds nothing; its switch is restored afterwards."""
     enabled = noise.enabled
     noise.enabled = False
@@ -225,18 +250,26 @@ def measure_signal(client: nn.Module, noise: GaussianNoise | None, images: torch
     images: float in [0, 1], on the client's device. ``client`` runs in eval mode with ``noise``
     (its noise module) switched off, ``batch_size`` images at a time, and gets its train/eval
     modes back afterwards. The stats' σ is the noise the client adds: ``noise.sigma``, or 0
-    when ``noise`` is None (``h`` is then the client's output) or switched off.
+    when ``noise`` is switched off. When ``noise`` is None, every
+    :class:`NoiseSource` inside ``client`` (learned noise such as Shredder's) is switched off
+    instead, and σ is the ``noise_std`` of the one such source (0 without one: ``h`` is then the
+    client's output).
     """
     if images.shape[0] == 0:
         raise ValueError("measure_signal needs at least one image")
-    features = client if noise is None else NoiseFree(client, noise)
+    sources = [noise] if noise is not None else [
+        module for module in client.modules() if isinstance(module, NoiseSource)]
+    sigma = sources[0].noise_std if len(sources) == 1 else 0.0
     modes = [(module, module.training) for module in client.modules()]
     client.eval()
     try:
-        total = _Moments.of(features(images[:batch_size]))
-        for start in range(batch_size, images.shape[0], batch_size):
-            total = total.merge(_Moments.of(features(images[start:start + batch_size])))
+        with contextlib.ExitStack() as switched_off:
+            for source in sources:
+                switched_off.enter_context(noise_switched_off(source))
+            total = _Moments.of(client(images[:batch_size]))
+            for start in range(batch_size, images.shape[0], batch_size):
+                total = total.merge(_Moments.of(client(images[start:start + batch_size])))
     finally:
         for module, training in modes:
             module.training = training
-    return total.stats(noise.sigma if noise is not None and noise.active else 0.0)
+    return total.stats(sigma)

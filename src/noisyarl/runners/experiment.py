@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from noisyarl.attacks.base import AttackSettings, LearningCurve
+from noisyarl.attacks.base import AttackResult, AttackSettings, LearningCurve
 from noisyarl.attacks.leakage import (
     ChanceFigures,
     LeakageAttack,
@@ -65,6 +65,7 @@ from noisyarl.config import (
     ConfigError,
     ExperimentConfig,
     config_to_dict,
+    extra_attack,
     save_config,
 )
 from noisyarl.data.base import ImageSplit
@@ -73,7 +74,7 @@ from noisyarl.data.tasks import Task
 from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.evaluation.metrics import normalised_delta
 from noisyarl.evaluation.plots import plot_learning_curve, save_image_grid
-from noisyarl.evaluation.report import format_cell, write_report
+from noisyarl.evaluation.report import Column, format_cell, format_table, write_report
 from noisyarl.methods import Defence
 from noisyarl.models.noise import SignalStats, measure_signal
 from noisyarl.runners.result import DEFINITIONS, SUMMARY_COLUMNS, RunResult
@@ -85,7 +86,7 @@ from noisyarl.runners.runs import (
     save_tasks,
     training_part,
 )
-from noisyarl.runtime import StepContext, resolve_device
+from noisyarl.runtime import StepContext, resolve_channels_last, resolve_device
 from noisyarl.runtime.compile import compile_children
 from noisyarl.runtime.distributed import (
     DistributedEnv,
@@ -139,7 +140,7 @@ class AttackOutcome:
     off); ``signal``: RMS and between-image SD of the noise-free features on the test split,
     and σ_eff; ``seconds``: wall time of the whole stage; ``fresh_utility_head``: the fresh
     head trained on frozen z (``attacks.utility_head: fresh``), whose figures then are the
-    headline utility.
+    headline utility; ``extra_attacks``: the results of ``attacks.extra`` by name.
     """
 
     utility: TestOutcomes
@@ -149,6 +150,7 @@ class AttackOutcome:
     signal: SignalStats
     seconds: float
     fresh_utility_head: LeakageResult | None = None
+    extra_attacks: dict[str, AttackResult] = field(default_factory=dict)
 
     @property
     def headline_utility(self) -> TestOutcomes:
@@ -277,9 +279,10 @@ def attack(setup: ExperimentSetup) -> AttackOutcome:
     headline = fresh_head.test if fresh_head is not None else utility.mean
     worst_case = _worst_case_stage(setup, target, key, headline, leakage,
                                    reconstruction)
+    extra = _extra_attack_stages(setup, target, key)
     signal = _test_signal(setup)
     return AttackOutcome(utility, leakage, reconstruction, worst_case, signal,
-                         time.perf_counter() - started, fresh_head)
+                         time.perf_counter() - started, fresh_head, extra)
 
 
 def _fresh_utility_head(setup: ExperimentSetup, target: AttackTarget) -> LeakageResult | None:
@@ -330,7 +333,9 @@ def report(setup: ExperimentSetup, fitted: FitResult, outcome: AttackOutcome) ->
     curves = run_dir / "attacks" / "curves"
     images = {"Reconstructions (originals on top)": run_dir / "reconstructions.png",
               "Leakage attacker's learning curve": curves / "leakage.png",
-              "Reconstruction decoder's learning curve": curves / "reconstruction.png"}
+              "Reconstruction decoder's learning curve": curves / "reconstruction.png",
+              **{f"Extra attack {name}": run_dir / "attacks" / f"{name}.png"
+                 for name in outcome.extra_attacks}}
     write_report(
         run_dir, title=f"noisyarl run: {config.run_name()}", summary_rows=[summary_row(metrics)],
         images={k: v for k, v in images.items() if Path(v).exists()},
@@ -341,6 +346,10 @@ def report(setup: ExperimentSetup, fitted: FitResult, outcome: AttackOutcome) ->
         report_path = run_dir / "report.md"
         atomic_write_text(report_path,
                           report_path.read_text() + "\n" + worst_case_markdown(worst_case))
+    if outcome.extra_attacks:
+        report_path = run_dir / "report.md"
+        atomic_write_text(report_path, report_path.read_text() + "\n"
+                          + extra_attacks_markdown(outcome.extra_attacks))
     write_json(run_dir / "metrics.json", metrics)
     if config.train.keep_checkpoints == "minimal":
         prune_checkpoints(run_dir / "checkpoints")
@@ -384,7 +393,9 @@ def _device(config: ExperimentConfig, local_rank: int = 0) -> torch.device:
 def _step_context(config: ExperimentConfig, env: DistributedEnv) -> StepContext:
     device = _device(config, env.local_rank)
     try:
-        return StepContext(device, config.train.precision, config.train.channels_last, env)
+        channels_last = resolve_channels_last(config.train.channels_last,
+                                              config.data.image_size)
+        return StepContext(device, config.train.precision, channels_last, env)
     except ValueError as error:
         raise ConfigError(f"train.precision: {error}") from error
 
@@ -557,6 +568,58 @@ def _worst_case_stage(setup: ExperimentSetup, target: AttackTarget, key: dict[st
     return WorstCaseResult.from_dict(saved)
 
 
+def _extra_attack_stages(setup: ExperimentSetup, target: AttackTarget,
+                         key: dict[str, Any]) -> dict[str, AttackResult]:
+    """``attacks.extra``: each named attack of :data:`noisyarl.attacks.ATTACKS`, built with
+    its ``attacks.options.NAME`` and trained with ``attacks.leakage``'s settings, cached as
+    ``attacks/NAME.json`` like the other stages; its figures go to ``attacks/NAME*.png``.
+
+    Under torchrun every rank runs each whole on a single-process context (as the worst-case
+    suite does); rank 0 writes the files.
+    """
+    names = setup.config.attacks.extra
+    if not names:
+        return {}
+    if setup.env.enabled:
+        context = setup.context
+        target = attack_target(setup, StepContext(context.device, context.precision,
+                                                  context.channels_last))
+    settings = attack_settings(setup, setup.config.attacks.leakage)
+    return {name: _extra_attack_stage(setup, target, key, name, settings) for name in names}
+
+
+def _extra_attack_stage(setup: ExperimentSetup, target: AttackTarget, key: dict[str, Any],
+                        name: str, settings: AttackSettings) -> AttackResult:
+    """One extra attack, run once and cached with its settings and options."""
+    attack = extra_attack(setup.config.attacks, name)
+
+    def compute() -> dict[str, Any]:
+        torch.manual_seed(settings.seed)
+        result = attack.run(target, settings)
+        if setup.env.is_main:
+            result.save_figures(setup.run_dir / "attacks")
+        return result.to_dict()
+
+    stage_settings = {**key, "attack": settings_key(settings), "options": attack.options_key()}
+    saved = _cached_stage(setup.run_dir / "attacks" / f"{name}.json", stage_settings, compute,
+                          setup.env)
+    return attack.result_type.from_dict(saved)
+
+
+def extra_attacks_markdown(results: dict[str, AttackResult]) -> str:
+    """The report's "Extra attacks" section: one row per attack, one column per table cell
+    (:meth:`AttackResult.cells`) of any of them."""
+    rows = [{"attack": name, **result.cells()} for name, result in results.items()]
+    columns: list[Column] = [("attack", "attack", "{}")]
+    for row in rows:
+        for cell, value in row.items():
+            if all(cell != known for known, _, _ in columns):
+                fmt = "{:.4g}" if isinstance(value, float) else "{}"
+                columns.append((cell, cell, fmt))
+    return ("## Extra attacks\n\nThe attacks of `attacks.extra` (results in "
+            "`attacks/NAME.json`).\n\n" + format_table(rows, columns) + "\n")
+
+
 def settings_key(settings: AttackSettings | None) -> dict[str, Any] | None:
     """What an attack stage's cached result depends on: its settings without the progress
     display (a resumed run with the bar switched off reuses the stage)."""
@@ -676,7 +739,7 @@ def _metrics(setup: ExperimentSetup, fitted: FitResult, outcome: AttackOutcome,
         "samples": {name: len(split) for name, split in splits.items()},
         "device": str(setup.context.device),
         "precision": config.train.precision,
-        "channels_last": config.train.channels_last,
+        "channels_last": setup.context.channels_last,
         "torch": torch.__version__,
         "timings": {"train_seconds": fitted.train_seconds, "attack_seconds": outcome.seconds},
         "history": fitted.history,
@@ -687,6 +750,10 @@ def _metrics(setup: ExperimentSetup, fitted: FitResult, outcome: AttackOutcome,
         "attack_suite": config.attacks.suite,
         **worst_case_metrics(outcome.worst_case),
         "worst_case": outcome.worst_case.to_dict() if outcome.worst_case else None,
+        "extra_attacks": {name: result.to_dict()
+                          for name, result in outcome.extra_attacks.items()},
+        "extra_attack_cells": {name: result.cells()
+                               for name, result in outcome.extra_attacks.items()},
     }
 
 

@@ -13,6 +13,7 @@ points that learned).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +40,19 @@ class KnobPoint:
 
     @property
     def label(self) -> str:
-        """The table label: ``MaxEnt-ARL (alpha=0.25)``, or the row label alone."""
+        """The table label: ``MaxEnt-ARL (alpha=0.25)``, or the row label alone. A setting of
+        the same knob already in the row label (``noisy ARL (σ=9)``) is replaced, not repeated."""
         if self.knob is None:
             return self.row
-        return f"{self.row} ({self.knob.symbol}={self.value:g})"
+        return f"{self.curve_label} ({self.knob.symbol}={self.value:g})"
+
+    @property
+    def curve_label(self) -> str:
+        """The row's label without a setting of the knob it turns (the legend of its curve)."""
+        if self.knob is None:
+            return self.row
+        setting = re.compile(rf"\s*\({re.escape(self.knob.symbol)}=[^)]*\)")
+        return setting.sub("", self.row)
 
 
 def knob_points(config: ExperimentConfig,
@@ -125,7 +135,7 @@ class ParetoGrid:
         write_csv(rows, out_dir / "pareto.csv")
         curves: dict[str, list[dict[str, Any]]] = {}
         for point, row in zip(self.points, rows, strict=True):
-            curves.setdefault(point.row, []).append(row)
+            curves.setdefault(point.curve_label, []).append(row)
         return plot_pareto(curves, [row for row in rows if row["on_front"] == "yes"],
                            out_dir / "pareto.png", title=title)
 

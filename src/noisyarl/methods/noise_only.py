@@ -1,0 +1,91 @@
+"""Noise only: the ablation that separates noisy ARL's noise from its adversarial training.
+
+Client: the same as noisy ARL's (docs/method.md §2), ``RN18_K`` followed by the noise module
+``z = h + sigma * eps`` (an :class:`~noisyarl.models.Obfuscator`), with the noise drawn afresh
+in training, evaluation, attacks and deployment alike. Server: the utility head (the rest of
+ResNet18). Per batch, client and utility head descend ``L_util`` alone: no proxy adversary, no
+adversarial term. Noisy ARL at the same σ minus this defence is what the adversary adds; this
+defence minus the upper bound is what the noise alone buys.
+
+Defaults and their source: Adam(1e-3, betas 0.9, 0.999) for client and utility head, no
+schedule, and ``normalize`` off: noisy ARL's defaults (the authors' code; see
+:class:`~noisyarl.methods.noisy_arl.NoisyARLParams`), so that the two rows differ in the
+adversary alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from noisyarl.methods.base import Defence, DefenceSpec, Knob
+from noisyarl.models import GaussianNoise, Obfuscator, resnet18_prefix, resnet18_suffix
+from noisyarl.runtime import StepContext
+
+
+@dataclass
+class NoiseOnlyParams:
+    """lr, beta1, beta2: Adam settings for client and utility head (noisy ARL's: 1e-3, 0.9,
+    0.999).
+    normalize: rescale h per sample to unit RMS before the noise, as noisy ARL's
+    ``method.params.normalize`` (off by default; docs/method.md §2).
+    """
+
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    normalize: bool = False
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+class NoiseOnly(Defence):
+    """RN18_K plus noisy ARL's noise module, trained for utility only (no adversary).
+
+    Its noise module (:meth:`Defence.noise_module`) is the client's ``GaussianNoise``.
+    """
+
+    name = "noise_only"
+    display_name = "noise only"
+    Params = NoiseOnlyParams
+    #: σ, on noisy ARL's grid, so that the two curves meet at the same noise levels.
+    knobs = (Knob("sigma", (1.0, 2.0, 4.0, 9.0)),)
+
+    def __init__(self, spec: DefenceSpec) -> None:
+        super().__init__(spec)
+        noise = GaussianNoise(spec.sigma, enabled=spec.noise, normalize=spec.params.normalize)
+        self.client = Obfuscator(resnet18_prefix(spec.split, spec.cifar_stem), noise)
+        self.utility_head = resnet18_suffix(spec.split, spec.utility.num_outputs, spec.cifar_stem)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        params: NoiseOnlyParams = self.spec.params
+        main = list(self.client.parameters()) + list(self.utility_head.parameters())
+        return {"main": torch.optim.Adam(main, lr=params.lr, betas=(params.beta1, params.beta2))}
+
+    def train_step(
+        self,
+        images: torch.Tensor,
+        utility_target: torch.Tensor,
+        private_target: torch.Tensor,
+        optimizers: dict[str, torch.optim.Optimizer],
+        context: StepContext,
+    ) -> dict[str, torch.Tensor]:
+        utility = self.spec.utility
+        with context.autocast():
+            utility_out = self.utility_head(self.client(images))  # z carries σ·ε here too
+            utility_loss = utility.loss(utility_out, utility_target)
+        context.step(utility_loss, optimizers["main"])
+        return {
+            "utility_loss": utility_loss.detach(),
+            "utility_correct": utility.score_sum(utility_out, utility_target),
+        }
+
+    def make_attacker(self, num_outputs: int) -> nn.Module:
+        return resnet18_suffix(self.spec.split, num_outputs, self.spec.cifar_stem)
