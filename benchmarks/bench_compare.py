@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from noisyarl.builders import untrained_defence
-from noisyarl.config import CompareEntry, load_config, parse_override
+from noisyarl.config import CompareEntry, MethodConfig, load_config, parse_override
 from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.evaluation.report import format_table
 from noisyarl.methods import METHODS
@@ -101,12 +101,31 @@ def row_key(entry: CompareEntry) -> str:
     return "arl" if method.name == "noisy_arl" and method.sigma == 0 else method.name
 
 
-def chosen_rows(entries: list[CompareEntry], keys: list[str] | None) -> list[CompareEntry]:
-    """``entries`` in the order of ``keys`` (``--rows``), or all of them in config order."""
+def default_row(name: str, sigma: float) -> CompareEntry:
+    """A row for a registered defence that the paper config does not list (NoPeek, Shredder,
+    the image-space baselines, noise only): its defaults, RN18_3 where it has a split, and a
+    defence with noise at ``sigma`` capped at the top of its own σ grid (pixel noise's σ is in
+    image units)."""
+    defence = METHODS[name]
+    if defence.has_noise:
+        grids = [knob.grid for knob in defence.knobs if knob.key == "sigma"]
+        sigma = min(sigma, max(grids[0])) if grids else sigma
+    else:
+        sigma = 0.0
+    label = defence.display_name + (" RN18_3" if defence.has_split else "")
+    if sigma > 0:
+        label += f" (σ={sigma:g})"
+    return CompareEntry(label=label, method=MethodConfig(name=name, split=3, sigma=sigma))
+
+
+def chosen_rows(entries: list[CompareEntry], keys: list[str] | None,
+                sigma: float) -> list[CompareEntry]:
+    """``entries`` in the order of ``keys`` (``--rows``), or all of them in config order; a key
+    the config lacks is any registered defence's :func:`default_row`."""
     if not keys:
         return entries
     by_key = {row_key(entry): entry for entry in entries}
-    return [by_key[key] for key in keys]
+    return [by_key[key] if key in by_key else default_row(key, sigma) for key in keys]
 
 
 def bench_config(path: str, data_root: Path, args: argparse.Namespace):
@@ -117,7 +136,7 @@ def bench_config(path: str, data_root: Path, args: argparse.Namespace):
         f"attacks.reconstruction.epochs={args.reconstruction_epochs}", *args.set,
     ])
     rows = with_row_params(comparison_rows(args.sigma), args.row_params)
-    return dataclasses.replace(config, compare=chosen_rows(rows, args.rows))
+    return dataclasses.replace(config, compare=chosen_rows(rows, args.rows, args.sigma))
 
 
 def main() -> None:
@@ -133,9 +152,9 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=9.0)
     parser.add_argument("--pairs", nargs="+", choices=sorted(PAIRS), default=sorted(PAIRS))
     parser.add_argument("--rows", nargs="+", default=None,
-                        choices=["upper_bound", "maxent_arl", "deep_obfuscator", "disco", "arl",
-                                 "noisy_arl"],
-                        help="rows to run, in this order (default: the config's, all)")
+                        choices=["arl", *METHODS],
+                        help="rows to run, in this order (default: the config's, all); "
+                             "defences the config lacks run at their defaults")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="train every row once per seed: mean ± 95 %% t-interval, paired "
                              "differences over seeds (default: the config's seed alone)")

@@ -43,6 +43,7 @@ from noisyarl.attacks.suite import (
 )
 from noisyarl.config import load_config
 from noisyarl.evaluation.report import format_table
+from noisyarl.methods import METHODS
 from noisyarl.runners.compare import run_comparison
 from noisyarl.runners.result import RunResult
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
@@ -96,7 +97,7 @@ def bench_config(data_root: Path, args: argparse.Namespace):
         *args.set,
     ])
     compare = chosen_rows(with_row_params(comparison_rows(args.sigma, CONFIG), args.row_params),
-                          args.methods)
+                          args.methods, args.sigma)
     return dataclasses.replace(config, compare=compare)
 
 
@@ -167,8 +168,10 @@ def main() -> None:
     parser.add_argument("--identity-epochs", type=int, default=30)
     parser.add_argument("--sigma", type=float, default=9.0)
     parser.add_argument("--queries", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--methods", nargs="+", choices=row_keys, default=row_keys,
-                        help="rows to run, in this order (default all; arl: noisy_arl, σ = 0)")
+    parser.add_argument("--methods", nargs="+", default=row_keys,
+                        choices=[*row_keys, *(name for name in METHODS if name not in row_keys)],
+                        help="rows to run, in this order (default: the config's; arl: noisy_arl, "
+                             "σ = 0; other registered defences run at their defaults)")
     add_override_arguments(parser)
     args = parser.parse_args()
     started = time.perf_counter()

@@ -149,7 +149,7 @@ def test_int8_quality_pairs_noise_draws_and_reports_chance(int8_run):
     from noisyarl.deploy.int8_quality import int8_quality
 
     fp32 = int8_run / "export" / "client.onnx"
-    settings = AttackSettings(max_epochs=2, patience=1, batch_size=16, noise_draws=2)
+    settings = AttackSettings(max_epochs=1, patience=1, batch_size=16, noise_draws=2)
     # The same file on both sides: paired draws and initialisations make every difference 0.
     same = int8_quality(int8_run, fp32, fp32, seeds=(0, 1), settings=settings)
     assert same.fp32.utility == same.int8.utility

@@ -1,5 +1,6 @@
 """Black-box input optimisation: the attacker has query access to the client but not its
-weights, so it first learns a surrogate of h and then inverts through it.
+weights, so it first learns a surrogate of h and then inverts through it (the shadow-model
+inversion of He, Zhang & Lee, ACSAC 2019, with the shadow fitted to the client's answers).
 
 1. The attacker owns the first ``fraction`` of the training split (its own images, disjoint
    from the test images it attacks) and queries the client on them: every epoch it sees a

@@ -1,5 +1,7 @@
 """White-box input optimisation: recover each image x from its z by gradient descent through
-the client, whose weights and σ the attacker knows (Kerckhoffs's principle).
+the client, whose weights and σ the attacker knows (Kerckhoffs's principle); the regularised
+maximum-likelihood attack of He, Zhang & Lee, "Model inversion attacks against collaborative
+inference", ACSAC 2019, with the Gaussian noise's likelihood as its data term.
 
 For an observed z the attacker takes the MAP estimate of x under the Gaussian likelihood of the
 noise and a total-variation prior, per image:
