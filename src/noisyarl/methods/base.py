@@ -204,3 +204,21 @@ def _params_dict(params: Any) -> dict[str, Any]:
     if params is None:
         return {}
     raise TypeError(f"spec.params must be a Params dataclass or a mapping, got {params!r}")
+
+
+def utility_step(defence: Defence, images: torch.Tensor, utility_target: torch.Tensor,
+                 optimizer: torch.optim.Optimizer, context: StepContext) -> dict[str, torch.Tensor]:
+    """One update of a defence trained for utility alone (no adversary, no penalty): images
+    [B, 3, S, S] -> client -> utility head, ``optimizer`` descends the utility loss.
+
+    Returns the detached ``utility_loss`` and the batch's ``utility_correct`` score sum
+    (the upper bound, noise only and the image-space baselines).
+    """
+    utility = defence.spec.utility
+    with context.autocast():
+        utility_out = defence.utility_head(defence.client(images))
+        utility_loss = utility.loss(utility_out, utility_target)
+    context.step(utility_loss, optimizer)
+    return {"utility_loss": utility_loss.detach(),
+            "utility_correct": utility.score_sum(utility_out, utility_target)}
+

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from noisyarl.methods.base import Defence, DefenceSpec, Knob
+from noisyarl.methods.base import Defence, DefenceSpec, Knob, utility_step
 from noisyarl.models import GaussianNoise, Obfuscator, resnet18_suffix
 from noisyarl.runtime import StepContext
 
@@ -157,15 +157,7 @@ class ImageSpaceDefence(Defence):
         optimizers: dict[str, torch.optim.Optimizer],
         context: StepContext,
     ) -> dict[str, torch.Tensor]:
-        utility = self.spec.utility
-        with context.autocast():
-            utility_out = self.utility_head(self.client(images))
-            utility_loss = utility.loss(utility_out, utility_target)
-        context.step(utility_loss, optimizers["main"])
-        return {
-            "utility_loss": utility_loss.detach(),
-            "utility_correct": utility.score_sum(utility_out, utility_target),
-        }
+        return utility_step(self, images, utility_target, optimizers["main"], context)
 
     def make_attacker(self, num_outputs: int) -> nn.Module:
         return resnet18_suffix(0, num_outputs, self.spec.cifar_stem)

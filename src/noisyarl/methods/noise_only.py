@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from noisyarl.methods.base import Defence, DefenceSpec, Knob
+from noisyarl.methods.base import Defence, DefenceSpec, Knob, utility_step
 from noisyarl.models import GaussianNoise, Obfuscator, resnet18_prefix, resnet18_suffix
 from noisyarl.runtime import StepContext
 
@@ -77,15 +77,8 @@ class NoiseOnly(Defence):
         optimizers: dict[str, torch.optim.Optimizer],
         context: StepContext,
     ) -> dict[str, torch.Tensor]:
-        utility = self.spec.utility
-        with context.autocast():
-            utility_out = self.utility_head(self.client(images))  # z carries σ·ε here too
-            utility_loss = utility.loss(utility_out, utility_target)
-        context.step(utility_loss, optimizers["main"])
-        return {
-            "utility_loss": utility_loss.detach(),
-            "utility_correct": utility.score_sum(utility_out, utility_target),
-        }
+        # z carries σ·ε in training too: the client learns utility under its noise.
+        return utility_step(self, images, utility_target, optimizers["main"], context)
 
     def make_attacker(self, num_outputs: int) -> nn.Module:
         return resnet18_suffix(self.spec.split, num_outputs, self.spec.cifar_stem)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from noisyarl.methods.base import Defence, DefenceSpec
+from noisyarl.methods.base import Defence, DefenceSpec, utility_step
 from noisyarl.models import resnet18_suffix
 from noisyarl.runtime import StepContext
 
@@ -55,15 +55,7 @@ class UpperBound(Defence):
         optimizers: dict[str, torch.optim.Optimizer],
         context: StepContext,
     ) -> dict[str, torch.Tensor]:
-        utility = self.spec.utility
-        with context.autocast():
-            utility_out = self.utility_head(images)
-            utility_loss = utility.loss(utility_out, utility_target)
-        context.step(utility_loss, optimizers["main"])
-        return {
-            "utility_loss": utility_loss.detach(),
-            "utility_correct": utility.score_sum(utility_out, utility_target),
-        }
+        return utility_step(self, images, utility_target, optimizers["main"], context)
 
     def make_attacker(self, num_outputs: int) -> nn.Module:
         return resnet18_suffix(0, num_outputs, self.spec.cifar_stem)
