@@ -23,14 +23,18 @@ TABLE_PATTERNS = ("table.*", "pareto.*", "report.md", "privacy_utility.png")
 
 
 def kept_files(source: Path) -> list[Path]:
-    """The files to keep under ``source``: the three files of each finished run (one with a
-    ``metrics.json``) and each comparison's tables and figures."""
-    files = []
-    for metrics in sorted(source.glob("**/runs/*/metrics.json")):
-        files += [metrics.parent / name for name in RUN_FILES if (metrics.parent / name).exists()]
+    """The files to keep under ``source``: the three files of each finished run (a folder with
+    a ``config.yaml`` and a ``metrics.json``, wherever it sits: ``PAIR/runs/RUN`` of a
+    comparison, ``ARM/RUN`` of the precision study) and each comparison's tables and figures."""
+    files, run_dirs = [], set()
+    for metrics in sorted(source.glob("**/metrics.json")):
+        if (metrics.parent / "config.yaml").exists():
+            run_dirs.add(metrics.parent)
+            files += [metrics.parent / name for name in RUN_FILES
+                      if (metrics.parent / name).exists()]
     for pattern in TABLE_PATTERNS:
         files += [path for path in sorted(source.glob(f"**/{pattern}"))
-                  if "runs" not in path.relative_to(source).parts]
+                  if not run_dirs.intersection(path.parents)]
     return files
 
 
