@@ -198,11 +198,15 @@ class CompareEntry:
     knob: the trade-off knob ``compare --pareto`` turns for this row (``sigma``,
     ``params.alpha``, ...); empty: the defence's first declared knob
     (:attr:`noisyarl.methods.Defence.knobs`).
+    reference: compare this row's Δ with every other row's (the paired differences); when no
+    row says so, the studied defence's rows with noise on (noisy ARL at σ > 0) are the
+    references (:func:`noisyarl.runners.seeds.studied_rows`).
     """
 
     label: str = ""
     method: MethodConfig = field(default_factory=MethodConfig)
     knob: str = ""
+    reference: bool = False
 
 
 @dataclass

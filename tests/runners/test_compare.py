@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import pytest
 
@@ -97,6 +98,11 @@ def test_a_two_seed_comparison_gives_intervals_and_paired_differences(tiny_celeb
     finished = {path: path.stat().st_mtime_ns for path in tmp_path.glob("runs/*/metrics.json")}
     assert run_comparison(config, tmp_path, resume=True) == rows
     assert {path: path.stat().st_mtime_ns for path in finished} == finished  # nothing re-trained
+    # A row named as the reference replaces the default (noisy ARL against every other row).
+    config.compare = [dataclasses.replace(config.compare[0], reference=True), config.compare[1]]
+    run_comparison(config, tmp_path, resume=True)
+    paired = (tmp_path / "table.md").read_text().split("## Paired differences of Δ")[1]
+    assert "| ARL | noisy ARL |" in paired and "| noisy ARL | ARL |" not in paired
 
 
 @pytest.mark.parametrize(("compare", "message"), [

@@ -70,6 +70,10 @@ def test_paired_comparison_of_the_studied_row_against_every_other():
     arl = SeedSummary.of("arl", [_result(s, 92.0 + d, 89.0 + d, sigma=0.0) for s, d in
                                  enumerate([0.4, -0.2, 0.1, 0.3, 0.0])])
     assert studied_rows([arl, noisy]) == ["noisy"]
+    # noise without the adversary is a baseline, not the studied defence
+    ablation = SeedSummary.of("noise only", [_result(0, 90.0, 80.0, method="noise_only")])
+    assert studied_rows([ablation, arl, noisy]) == ["noisy"]
+    assert studied_rows([ablation, arl]) == ["noise only"]  # none: the first row
     (comparison,) = paired_comparisons([arl, noisy])
     assert (comparison.a, comparison.b) == ("noisy", "arl")
     assert comparison.comparison.significant and comparison.comparison.difference.n == 5

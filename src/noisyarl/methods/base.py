@@ -98,6 +98,10 @@ class Defence(nn.Module, ABC):
     #: The trade-off knobs a Pareto comparison may turn, the default one first; empty for a
     #: defence without one (the upper bound).
     knobs: ClassVar[tuple[Knob, ...]] = ()
+    #: The toolkit's own method (noisy ARL): unless a comparison names its reference rows
+    #: (``compare[i].reference``), its rows with noise on are the ones compared with every
+    #: other row (:func:`noisyarl.runners.seeds.studied_rows`).
+    studied: ClassVar[bool] = False
 
     client: nn.Module
     utility_head: nn.Module

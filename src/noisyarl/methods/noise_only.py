@@ -15,35 +15,16 @@ adversary alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from noisyarl.methods.base import Defence, DefenceSpec, Knob, utility_step
-from noisyarl.models import GaussianNoise, Obfuscator, resnet18_prefix, resnet18_suffix
+from noisyarl.methods.noisy_arl import NoisyClientParams, noisy_client
+from noisyarl.models import resnet18_suffix
 from noisyarl.runtime import StepContext
 
-
-@dataclass
-class NoiseOnlyParams:
-    """lr, beta1, beta2: Adam settings for client and utility head (noisy ARL's: 1e-3, 0.9,
-    0.999).
-    normalize: rescale h per sample to unit RMS before the noise, as noisy ARL's
-    ``method.params.normalize`` (off by default; docs/method.md §2).
-    """
-
-    lr: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.999
-    normalize: bool = False
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+#: Noisy ARL's client settings without λ, so that the two rows differ in the adversary alone.
+NoiseOnlyParams = NoisyClientParams
 
 
 class NoiseOnly(Defence):
@@ -60,12 +41,11 @@ class NoiseOnly(Defence):
 
     def __init__(self, spec: DefenceSpec) -> None:
         super().__init__(spec)
-        noise = GaussianNoise(spec.sigma, enabled=spec.noise, normalize=spec.params.normalize)
-        self.client = Obfuscator(resnet18_prefix(spec.split, spec.cifar_stem), noise)
+        self.client = noisy_client(spec)
         self.utility_head = resnet18_suffix(spec.split, spec.utility.num_outputs, spec.cifar_stem)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        params: NoiseOnlyParams = self.spec.params
+        params: NoisyClientParams = self.spec.params
         main = list(self.client.parameters()) + list(self.utility_head.parameters())
         return {"main": torch.optim.Adam(main, lr=params.lr, betas=(params.beta1, params.beta2))}
 

@@ -22,29 +22,47 @@ from noisyarl.runtime import StepContext
 
 
 @dataclass
-class NoisyARLParams:
-    """lambda_adv: weight of the adversary's loss in the client's objective (paper: 0.01).
-    lr, beta1, beta2: Adam settings for client, utility head and adversary (paper: 1e-3, 0.9,
-    0.999).
+class NoisyClientParams:
+    """The settings of a noisy ARL client and its utility head, shared with the noise-only
+    ablation (:mod:`noisyarl.methods.noise_only`).
+
+    lr, beta1, beta2: Adam settings for client, utility head and (noisy ARL's) adversary
+    (paper: 1e-3, 0.9, 0.999).
     normalize: rescale h per sample to unit RMS before the noise, so that σ means the same
     across datasets, splits and training lengths (``method.params.normalize: true``; off by
     default, the paper's method; docs/method.md §2).
     """
 
-    lambda_adv: float = 0.01
     lr: float = 1e-3
     beta1: float = 0.9
     beta2: float = 0.999
     normalize: bool = False
 
     def __post_init__(self) -> None:
-        if self.lambda_adv < 0:
-            raise ValueError("lambda_adv must be >= 0")
         if self.lr <= 0:
             raise ValueError("lr must be > 0")
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+@dataclass
+class NoisyARLParams(NoisyClientParams):
+    """lambda_adv: weight of the adversary's loss in the client's objective (paper: 0.01);
+    the rest as :class:`NoisyClientParams`."""
+
+    lambda_adv: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lambda_adv < 0:
+            raise ValueError("lambda_adv must be >= 0")
+
+
+def noisy_client(spec: DefenceSpec) -> Obfuscator:
+    """``RN18_K`` followed by the noise module at ``spec.sigma`` (``spec.params.normalize``)."""
+    noise = GaussianNoise(spec.sigma, enabled=spec.noise, normalize=spec.params.normalize)
+    return Obfuscator(resnet18_prefix(spec.split, spec.cifar_stem), noise)
 
 
 class NoisyARL(Defence):
@@ -56,14 +74,14 @@ class NoisyARL(Defence):
     name = "noisy_arl"
     display_name = "noisy ARL"
     Params = NoisyARLParams
+    studied = True
     #: σ, and the adversary weight λ that trades off plain ARL (σ = 0).
     knobs = (Knob("sigma", (1.0, 2.0, 4.0, 9.0)),
              Knob("params.lambda_adv", (0.01, 0.1, 0.5, 1.0)))
 
     def __init__(self, spec: DefenceSpec) -> None:
         super().__init__(spec)
-        noise = GaussianNoise(spec.sigma, enabled=spec.noise, normalize=spec.params.normalize)
-        self.client = Obfuscator(resnet18_prefix(spec.split, spec.cifar_stem), noise)
+        self.client = noisy_client(spec)
         self.utility_head = resnet18_suffix(spec.split, spec.utility.num_outputs, spec.cifar_stem)
         self.adversary = resnet18_suffix(spec.split, spec.private.num_outputs, spec.cifar_stem)
 

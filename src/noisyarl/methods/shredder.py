@@ -47,7 +47,7 @@ from torch import nn
 
 from noisyarl.methods.base import Defence, DefenceSpec, Knob
 from noisyarl.models import resnet18_prefix, resnet18_suffix
-from noisyarl.models.noise import NoiseSource, unit_rms
+from noisyarl.models.noise import NoiseSource, Obfuscator
 from noisyarl.runtime import StepContext
 
 #: Channels of ``RN18_K``'s output for K = 0 (the image itself) .. 4.
@@ -105,7 +105,7 @@ class LearnedChannelNoise(NoiseSource):
         return float(self.scales().detach().pow(2).mean().sqrt())
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = unit_rms(h) if self.normalize else h
+        h = self.signal(h)
         if not self.enabled:
             return h
         # As GaussianNoise: drawn in float32 and in logical (NCHW) order whatever h's layout.
@@ -115,21 +115,6 @@ class LearnedChannelNoise(NoiseSource):
 
     def extra_repr(self) -> str:
         return f"channels={self.log_scale.numel()}, normalize={self.normalize}"
-
-
-class ShredderClient(nn.Module):
-    """What runs on the device: images [B, 3, S, S] in [0, 1] -> ``z`` [B, C_K, H_K, W_K].
-
-    ``extractor`` (``RN18_K``) gives ``h``; ``noise`` adds the learned per-channel noise.
-    """
-
-    def __init__(self, extractor: nn.Module, noise: LearnedChannelNoise) -> None:
-        super().__init__()
-        self.extractor = extractor
-        self.noise = noise
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.noise(self.extractor(images))
 
 
 class Shredder(Defence):
@@ -149,7 +134,7 @@ class Shredder(Defence):
         params: ShredderParams = spec.params
         noise = LearnedChannelNoise(PREFIX_CHANNELS[spec.split], params.init_scale,
                                     params.normalize)
-        self.client = ShredderClient(resnet18_prefix(spec.split, spec.cifar_stem), noise)
+        self.client = Obfuscator(resnet18_prefix(spec.split, spec.cifar_stem), noise)
         self.utility_head = resnet18_suffix(spec.split, spec.utility.num_outputs, spec.cifar_stem)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:

@@ -43,11 +43,17 @@ class NoiseSource(nn.Module, ABC):
     """
 
     enabled: bool
+    #: Whether the module rescales its input per sample to unit RMS before adding noise.
+    normalize: bool
 
     @property
     @abstractmethod
     def noise_std(self) -> float:
         """Standard deviation of the added noise over all output elements (0 when off)."""
+
+    def signal(self, h: torch.Tensor) -> torch.Tensor:
+        """The noise-free representation [B, ...]: ``h`` per-sample unit-RMS if ``normalize``."""
+        return unit_rms(h) if self.normalize else h
 
 
 class GaussianNoise(NoiseSource):
@@ -91,10 +97,6 @@ class GaussianNoise(NoiseSource):
         """σ when the noise is on (:attr:`active`), else 0."""
         return self.sigma if self.active else 0.0
 
-    def signal(self, h: torch.Tensor) -> torch.Tensor:
-        """The noise-free representation [B, ...]: ``h`` per-sample unit-RMS if ``normalize``."""
-        return unit_rms(h) if self.normalize else h
-
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         h = self.signal(h)
         if not self.active:
@@ -112,13 +114,14 @@ class GaussianNoise(NoiseSource):
 
 
 class Obfuscator(nn.Module):
-    """Client model: a feature extractor followed by the noise module.
+    """Client model: a feature extractor followed by a noise module (noisy ARL's
+    :class:`GaussianNoise`, or learned noise such as Shredder's).
 
     ``forward(x)`` maps images [B, 3, H, W] in [0, 1] to the transmitted ``z`` [B, C, H', W'];
     ``features(x)`` gives the noise-free ``h`` (normalised when the noise module normalises).
     """
 
-    def __init__(self, extractor: nn.Module, noise: GaussianNoise) -> None:
+    def __init__(self, extractor: nn.Module, noise: NoiseSource) -> None:
         super().__init__()
         self.extractor = extractor
         self.noise = noise

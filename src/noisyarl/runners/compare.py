@@ -130,22 +130,29 @@ def run_comparison(
     summaries = {summary.label: summary for summary in summarise_seeds(results)}
     chosen = select_points(points, summaries) if pareto else [(point, True) for point in points]
     table = [summaries[point.label] for point, _ in chosen]
+    reference_rows = {label for (label, _), entry in zip(rows, config.compare, strict=True)
+                      if entry.reference}
+    references = [point.label for point, _ in chosen if point.row in reference_rows] or None
     if current_env().is_main:  # under torchrun rank 0 alone writes the table
         first_runs = [(point.label, planned[point.label][0][1]) for point, _ in chosen]
         _write_comparison(out_dir, config, table, first_runs,
-                          ParetoGrid(points, summaries, chosen) if pareto else None)
+                          ParetoGrid(points, summaries, chosen) if pareto else None,
+                          references=references)
     return [summary.row() for summary in table]
 
 
 def _write_comparison(out_dir: Path, config: ExperimentConfig, summaries: list[SeedSummary],
-                      run_dirs: list[tuple[str, Path]], pareto: ParetoGrid | None = None) -> None:
+                      run_dirs: list[tuple[str, Path]], pareto: ParetoGrid | None = None, *,
+                      references: list[str] | None = None) -> None:
     """Write ``table.md``, ``table.csv``, ``table.json``, the figures and ``report.md``; print
-    the table. ``pareto``: the whole grid of a Pareto run (``pareto.md``, ``.csv``, ``.png``)."""
+    the table. ``pareto``: the whole grid of a Pareto run (``pareto.md``, ``.csv``, ``.png``).
+    ``references``: the rows whose Δ is compared with every other's (default
+    :func:`~noisyarl.runners.seeds.studied_rows`)."""
     title = (f"{config.name}: private {config.tasks.private.label} / utility "
              f"{config.tasks.utility.label} ({config.data.dataset})")
     results = [result for summary in summaries for result in summary.results]
     columns = interval_columns(table_columns(TABLE_COLUMNS, results))
-    comparisons = paired_comparisons(summaries)
+    comparisons = paired_comparisons(summaries, references)
     table = format_table([summary.table_row() for summary in summaries], columns)
     paired = format_table([comparison.row() for comparison in comparisons], COMPARISON_COLUMNS)
     atomic_write_text(out_dir / "table.md", f"# {title}\n\n{table}\n\n"

@@ -34,6 +34,7 @@ from noisyarl.evaluation.statistics import (
     paired_t,
     t_interval,
 )
+from noisyarl.methods import METHODS
 from noisyarl.runners.executor import RunJob, execute
 from noisyarl.runners.result import DEFINITIONS, SUMMARY_COLUMNS, RunResult
 from noisyarl.utils.io import atomic_write_text, write_json
@@ -208,12 +209,16 @@ COMPARISON_COLUMNS: list[Column] = [
 
 
 def studied_rows(summaries: Sequence[SeedSummary]) -> list[str]:
-    """The rows compared with every other: the noise-module rows with σ > 0 (the defence being
-    studied), or the first row when there is none."""
-    studied = [summary.label for summary in summaries
-               if summary.results[0].method == "noisy_arl" and (summary.results[0].sigma or 0) > 0
-               and summary.results[0].noise is not False]
-    return studied or [summaries[0].label]
+    """The rows compared with every other by default: those of the studied defence
+    (:attr:`noisyarl.methods.Defence.studied`, noisy ARL) with noise on (σ > 0), or the first
+    row when there is none."""
+    def studied(result: RunResult) -> bool:
+        defence = METHODS.get(result.method or "")
+        return (defence is not None and defence.studied and (result.sigma or 0) > 0
+                and result.noise is not False)
+
+    return ([summary.label for summary in summaries if studied(summary.results[0])]
+            or [summaries[0].label])
 
 
 def paired_comparisons(summaries: Sequence[SeedSummary],
