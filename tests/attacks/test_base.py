@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
-from noisyarl.attacks.base import AttackSettings, LearningCurve, fit_until_plateau
+from noisyarl.attacks.base import (
+    AttackSettings,
+    ImageRecovery,
+    LearningCurve,
+    fit_until_plateau,
+    strongest_recovery,
+)
 from noisyarl.attacks.leakage import LeakageResult, run_leakage_attack
 from noisyarl.attacks.view import ZView
 from noisyarl.data.base import ImageSplit, LabelInfo
@@ -97,3 +105,27 @@ def test_a_constant_predictor_is_reported_as_not_learning_with_advantage_zero():
     assert result.chance.advantage == pytest.approx(0.0)
     assert result.chance.learned is False
     assert LeakageResult.from_dict(result.to_dict()) == result
+
+
+def _recovery(attack, psnr, baseline):
+    return ImageRecovery(attack, psnr=psnr, ssim=0.5, psnr_baseline=baseline, ssim_baseline=0.4,
+                         learned=psnr > baseline)
+
+
+def test_the_strongest_reconstruction_is_the_largest_gain_over_its_own_mean_image():
+    # The decoder scores every test image, input optimisation the first few: a higher PSNR on
+    # easier images is not a stronger attack, the gain over the same images' mean image is.
+    decoder = _recovery("reconstruction", psnr=18.0, baseline=13.0)
+    white_box = _recovery("white_box", psnr=19.0, baseline=15.5)
+    black_box = _recovery("black_box", psnr=14.0, baseline=15.5)
+    assert strongest_recovery([white_box, decoder, black_box]) is decoder
+    assert decoder.gain_db == pytest.approx(5.0)
+    assert strongest_recovery([black_box]) is black_box
+    assert strongest_recovery([]) is None
+
+
+@given(st.lists(st.tuples(st.floats(0, 60), st.floats(0, 60)), min_size=1, max_size=6))
+def test_no_recovery_gains_more_than_the_strongest(pairs):
+    recoveries = [_recovery(f"a{i}", psnr, base) for i, (psnr, base) in enumerate(pairs)]
+    strongest = strongest_recovery(recoveries)
+    assert all(recovery.gain_db <= strongest.gain_db for recovery in recoveries)

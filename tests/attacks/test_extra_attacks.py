@@ -90,6 +90,16 @@ def test_a_run_with_extra_attacks_records_them_and_resume_reuses_them(tiny_run_d
     report = (run_dir / "report.md").read_text()
     assert "## Extra attacks" in report and "distance_correlation" in report
     assert "white_box.png" in report
+    # The decoder and input optimisation both reconstruct: the strongest is the one with the
+    # largest PSNR gain over its own mean-image baseline, and the run's row carries it.
+    gains = {"reconstruction": metrics["psnr"] - metrics["psnr_baseline"],
+             "white_box": cells["white_box"]["psnr"] - cells["white_box"]["psnr_baseline"]}
+    strongest = max(gains, key=gains.get)
+    assert metrics["reconstruction_attacks"] == ["reconstruction", "white_box"]
+    assert metrics["reconstruction_strongest"] == strongest
+    assert (metrics["psnr_strongest"] - metrics["psnr_strongest_baseline"]
+            == pytest.approx(gains[strongest]))
+    assert "strongest reconstruction" in report
 
     def refuse(self, target, settings):
         raise AssertionError("a cached extra attack ran again")

@@ -13,6 +13,8 @@ from noisyarl.runners.result import (
     DELTA_KEYS,
     ROW_KEYS,
     RUN_COLUMNS,
+    STRONGEST_RECONSTRUCTION_COLUMNS,
+    STRONGEST_RECONSTRUCTION_KEYS,
     SUMMARY_COLUMNS,
     WORST_CASE_KEYS,
     RunResult,
@@ -133,3 +135,23 @@ def test_every_column_key_is_a_row_key():
 def test_from_metrics_rejects_what_is_not_a_mapping():
     with pytest.raises(TypeError, match="mapping"):
         RunResult.from_metrics([1, 2])  # type: ignore[arg-type]
+
+
+STRONGEST = {"reconstruction_attacks": ["reconstruction", "white_box"],
+             "reconstruction_strongest": "white_box", "psnr_strongest": 16.5,
+             "psnr_strongest_baseline": 12.2, "ssim_strongest": 0.48,
+             "ssim_strongest_baseline": 0.31, "reconstruction_strongest_learned": True}
+
+
+def test_the_strongest_reconstruction_is_a_row_cell_and_column_only_when_several_ran():
+    several = RunResult.from_metrics(_metrics(**STRONGEST))
+    row = several.row()
+    assert list(row)[-len(STRONGEST_RECONSTRUCTION_KEYS):] == list(STRONGEST_RECONSTRUCTION_KEYS)
+    assert row["reconstruction_strongest"] == "white_box" and row["psnr_strongest"] == 16.5
+    assert row["psnr"] == 14.0  # the decoder's own figures stay where they were
+    one = RunResult.from_metrics(METRICS)
+    assert one.strongest_reconstruction is None
+    assert not set(STRONGEST_RECONSTRUCTION_KEYS) & set(one.row())
+    assert table_columns(RUN_COLUMNS, [one, several]) == [*RUN_COLUMNS,
+                                                          *STRONGEST_RECONSTRUCTION_COLUMNS]
+    assert RunResult.from_metrics(json.loads(json.dumps(several.to_dict()))) == several

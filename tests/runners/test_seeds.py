@@ -111,3 +111,19 @@ def test_the_mean_row_is_the_mean_of_the_seeds(pairs):
                         ("delta", [u - p for u, p in pairs])):
         assert row[key] == pytest.approx(sum(values) / len(values), abs=1e-6)
         assert row[f"{key}_low"] <= row[key] + 1e-6 <= row[f"{key}_high"] + 2e-6
+
+
+def test_the_strongest_reconstruction_gets_an_interval_only_where_it_was_measured():
+    def with_strongest(seed, psnr):
+        metrics = _result(seed, 90.0, 66.0).to_dict()
+        metrics.update(reconstruction_strongest="white_box", psnr_strongest=psnr,
+                       psnr_strongest_baseline=12.0, ssim_strongest=0.4,
+                       ssim_strongest_baseline=0.3)
+        return RunResult.from_metrics(metrics)
+
+    row = SeedSummary.of("noisy", [with_strongest(0, 15.0), with_strongest(1, 17.0)]).row()
+    assert row["psnr_strongest"] == pytest.approx(16.0)
+    assert row["psnr_strongest_low"] < 16.0 < row["psnr_strongest_high"]
+    assert row["psnr_strongest_seeds"] == [15.0, 17.0]
+    plain = SeedSummary.of("arl", [_result(0, 90.0, 80.0), _result(1, 91.0, 81.0)]).row()
+    assert "psnr_strongest" not in plain and "psnr_strongest_low" not in plain

@@ -9,7 +9,14 @@ then runs it when the config lists it in ``attacks.extra`` (its own settings in
 ``attacks.options.NAME``).
 """
 
-from noisyarl.attacks.base import Attack, AttackResult, AttackSettings, LearningCurve
+from noisyarl.attacks.base import (
+    Attack,
+    AttackResult,
+    AttackSettings,
+    ImageRecovery,
+    LearningCurve,
+    strongest_recovery,
+)
 from noisyarl.attacks.black_box import BlackBoxAttack
 from noisyarl.attacks.distance_correlation import (
     DistanceCorrelationAttack,
@@ -44,6 +51,7 @@ __all__ = [
     "AttackTarget",
     "DistanceCorrelationResult",
     "IdentityResult",
+    "ImageRecovery",
     "InversionResult",
     "LeakageResult",
     "LearningCurve",
@@ -51,4 +59,5 @@ __all__ = [
     "ZView",
     "run_leakage_attack",
     "run_reconstruction_attack",
+    "strongest_recovery",
 ]

@@ -151,6 +151,33 @@ def fit_until_plateau(
     return curve
 
 
+@dataclass(frozen=True)
+class ImageRecovery:
+    """How well a reconstruction attack recovered the test images it was scored on: PSNR (dB,
+    data_range 1) and SSIM, beside the same figures of the mean training image on the same test
+    images; ``learned``: its PSNR beats the mean image's."""
+
+    attack: str
+    psnr: float
+    ssim: float
+    psnr_baseline: float
+    ssim_baseline: float
+    learned: bool
+
+    @property
+    def gain_db(self) -> float:
+        """PSNR over the mean-image baseline (dB): comparable between attacks scored on
+        different test images (the decoder scores the whole test split, input optimisation the
+        first few images), unlike PSNR itself."""
+        return self.psnr - self.psnr_baseline
+
+
+def strongest_recovery(recoveries: list[ImageRecovery]) -> ImageRecovery | None:
+    """The attack that recovered the most over its mean-image baseline (largest
+    :attr:`ImageRecovery.gain_db`; the first on ties), or None for an empty list."""
+    return max(recoveries, key=lambda recovery: recovery.gain_db, default=None)
+
+
 @dataclass
 class AttackResult:
     """Base of every attack's result: its name and learning curve, JSON round trip and table
@@ -159,6 +186,11 @@ class AttackResult:
 
     attack: str
     curve: LearningCurve
+
+    def image_recovery(self) -> ImageRecovery | None:
+        """For an attack that reconstructs images, its :class:`ImageRecovery`; None for the
+        others (the default)."""
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         values: dict[str, Any] = {}

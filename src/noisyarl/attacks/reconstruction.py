@@ -27,6 +27,7 @@ from noisyarl.attacks.base import (
     Attack,
     AttackResult,
     AttackSettings,
+    ImageRecovery,
     fit_until_plateau,
     not_in_json,
 )
@@ -67,6 +68,10 @@ class ReconstructionResult(AttackResult):
         return {"psnr": self.psnr, "ssim": self.ssim, "psnr_sd": self.psnr_sd,
                 "psnr_baseline": self.baseline.psnr, "ssim_baseline": self.baseline.ssim,
                 "reconstruction_learned": self.learned, "epochs": self.curve.epochs_run}
+
+    def image_recovery(self) -> ImageRecovery:
+        return ImageRecovery(self.attack, self.psnr, self.ssim, self.baseline.psnr,
+                             self.baseline.ssim, self.learned)
 
 
 def run_reconstruction_attack(

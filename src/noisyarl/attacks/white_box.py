@@ -40,6 +40,7 @@ from noisyarl.attacks.base import (
     Attack,
     AttackResult,
     AttackSettings,
+    ImageRecovery,
     LearningCurve,
     not_in_json,
 )
@@ -143,6 +144,10 @@ class InversionResult(AttackResult):
                          attacker_images=self.surrogate.attacker_images,
                          epochs=self.curve.epochs_run)
         return cells
+
+    def image_recovery(self) -> ImageRecovery:
+        return ImageRecovery(self.attack, self.psnr, self.ssim, self.baseline.psnr,
+                             self.baseline.ssim, self.learned)
 
     def save_figures(self, folder: Path) -> list[Path]:
         if self.originals is None or self.reconstructions is None or self.starts is None:

@@ -176,15 +176,14 @@ def _write_comparison(out_dir: Path, config: ExperimentConfig, summaries: list[S
     paper = paper_reference_rows(**config.reference) if config.reference else None
     write_report(out_dir, title=title, summary_rows=[s.table_row() for s in summaries],
                  images=images, columns=columns,
-                 notes=notes + _comparison_notes(config, summaries, comparisons,
-                                                 worst_case=len(columns) > len(TABLE_COLUMNS)),
+                 notes=notes + _comparison_notes(config, summaries, comparisons),
                  paper_rows=paper)
     print("\n" + table + "\n\n" + "\n".join(comparison_notes(comparisons)))
     print(f"\nwrote {out_dir / 'table.md'}, {out_dir / 'table.csv'} and {out_dir / 'report.md'}")
 
 
 def _comparison_notes(config: ExperimentConfig, summaries: list[SeedSummary],
-                      comparisons: list[RowComparison], *, worst_case: bool) -> list[str]:
+                      comparisons: list[RowComparison]) -> list[str]:
     """The comparison report's notes: intervals, paired differences in words, what the columns
     mean, cost, data, the worst case."""
     results = [result for summary in summaries for result in summary.results]
@@ -199,7 +198,13 @@ def _comparison_notes(config: ExperimentConfig, summaries: list[SeedSummary],
     unranked = [summary.label for summary in summaries if not summary.ranked]
     if unranked:
         notes.append(f"Not ranked (a model did not learn in some seed): {', '.join(unranked)}.")
-    if worst_case:
+    if any(result.strongest_reconstruction is not None for result in results):
+        notes.append(
+            "Strongest reconstruction: of the reconstruction attacks each run ran (the learned "
+            "decoder 'reconstruction', and input optimisation 'white_box' / 'black_box' of "
+            "attacks.extra), the one with the largest PSNR gain over the mean training image "
+            "on its own test images; its PSNR/SSIM stand beside that baseline.")
+    if any(result.worst_case is not None for result in results):
         notes.append(
             "Worst case (attacks.suite: worst_case): the strongest of the attackers "
             f"{', '.join(config.attacks.worst_case.attackers)}, each scored at its best "

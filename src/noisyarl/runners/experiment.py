@@ -25,7 +25,13 @@ from typing import Any
 
 import torch
 
-from noisyarl.attacks.base import AttackResult, AttackSettings, LearningCurve
+from noisyarl.attacks.base import (
+    AttackResult,
+    AttackSettings,
+    ImageRecovery,
+    LearningCurve,
+    strongest_recovery,
+)
 from noisyarl.attacks.leakage import (
     ChanceFigures,
     LeakageAttack,
@@ -41,7 +47,6 @@ from noisyarl.attacks.reconstruction import (
     save_decoder,
 )
 from noisyarl.attacks.suite import (
-    WORST_CASE_COLUMNS,
     SuiteSettings,
     WorstCaseResult,
     run_worst_case,
@@ -77,7 +82,7 @@ from noisyarl.evaluation.plots import plot_learning_curve, save_image_grid
 from noisyarl.evaluation.report import Column, format_cell, format_table, write_report
 from noisyarl.methods import Defence
 from noisyarl.models.noise import SignalStats, measure_signal
-from noisyarl.runners.result import DEFINITIONS, SUMMARY_COLUMNS, RunResult
+from noisyarl.runners.result import DEFINITIONS, SUMMARY_COLUMNS, RunResult, table_columns
 from noisyarl.runners.runs import (
     DISPLAY_ONLY,
     STUDY_SETTINGS,
@@ -165,6 +170,13 @@ class AttackOutcome:
     def test_utility(self) -> float:
         """The headline utility: the mean over the test noise draws."""
         return self.headline_utility.mean
+
+    def image_recoveries(self) -> list[ImageRecovery]:
+        """Every reconstruction attack that ran (the decoder, then the extra attacks that
+        reconstruct images, such as input optimisation), as :class:`ImageRecovery`."""
+        results = [self.reconstruction, *self.extra_attacks.values()]
+        recoveries = [result.image_recovery() for result in results if result is not None]
+        return [recovery for recovery in recoveries if recovery is not None]
 
 
 def run_experiment(
@@ -340,7 +352,7 @@ def report(setup: ExperimentSetup, fitted: FitResult, outcome: AttackOutcome) ->
         run_dir, title=f"noisyarl run: {config.run_name()}", summary_rows=[summary_row(metrics)],
         images={k: v for k, v in images.items() if Path(v).exists()},
         notes=_notes(metrics),
-        columns=SUMMARY_COLUMNS + (WORST_CASE_COLUMNS if worst_case else []),
+        columns=table_columns(SUMMARY_COLUMNS, [RunResult.from_metrics(metrics)]),
     )
     if worst_case is not None:
         report_path = run_dir / "report.md"
@@ -754,7 +766,22 @@ def _metrics(setup: ExperimentSetup, fitted: FitResult, outcome: AttackOutcome,
                           for name, result in outcome.extra_attacks.items()},
         "extra_attack_cells": {name: result.cells()
                                for name, result in outcome.extra_attacks.items()},
+        **strongest_reconstruction_metrics(outcome.image_recoveries()),
     }
+
+
+def strongest_reconstruction_metrics(recoveries: list[ImageRecovery]) -> dict[str, Any]:
+    """The ``metrics.json`` keys of the strongest of several reconstruction attacks (the one
+    with the largest PSNR gain over its mean-image baseline); none for fewer than two."""
+    strongest = strongest_recovery(recoveries)
+    if strongest is None or len(recoveries) < 2:
+        return {}
+    return {"reconstruction_attacks": [recovery.attack for recovery in recoveries],
+            "reconstruction_strongest": strongest.attack, "psnr_strongest": strongest.psnr,
+            "psnr_strongest_baseline": strongest.psnr_baseline,
+            "ssim_strongest": strongest.ssim,
+            "ssim_strongest_baseline": strongest.ssim_baseline,
+            "reconstruction_strongest_learned": strongest.learned}
 
 
 def save_reconstruction_grid(

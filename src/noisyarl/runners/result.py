@@ -25,6 +25,18 @@ from noisyarl.evaluation.report import Column
 #: Row keys of the worst-case suite's columns (present in a row only when the suite ran).
 WORST_CASE_KEYS: tuple[str, ...] = tuple(key for key, _, _ in WORST_CASE_COLUMNS)
 
+#: The strongest of several reconstruction attacks (decoder, input optimisation): present in a
+#: run's metrics and row only when more than one reconstruction attack ran.
+STRONGEST_RECONSTRUCTION_COLUMNS: list[Column] = [
+    ("reconstruction_strongest", "strongest reconstruction", "{}"),
+    ("psnr_strongest", "its PSNR (dB)", "{:.2f}"),
+    ("psnr_strongest_baseline", "its PSNR mean image", "{:.2f}"),
+    ("ssim_strongest", "its SSIM", "{:.3f}"),
+    ("ssim_strongest_baseline", "its SSIM mean image", "{:.3f}"),
+]
+STRONGEST_RECONSTRUCTION_KEYS: tuple[str, ...] = tuple(
+    key for key, _, _ in STRONGEST_RECONSTRUCTION_COLUMNS)
+
 #: Row keys that hold a Δ: ``None`` for a defence that does not obfuscate (it sends raw images).
 DELTA_KEYS: tuple[str, ...] = ("delta", "delta_normalised", "delta_paper", "delta_worst_case")
 
@@ -104,6 +116,8 @@ class RunResult:
     run did not measure a figure or its ``metrics.json`` predates the key. ``worst_case``: the
     worst-case row cells (:data:`WORST_CASE_KEYS`) when the suite ran, else None;
     ``worst_case_suite``: the suite's full result (``attacks/worst_case.json``'s figures).
+    ``strongest_reconstruction``: the cells of :data:`STRONGEST_RECONSTRUCTION_KEYS` when more
+    than one reconstruction attack ran (``attacks.extra: [white_box, black_box]``), else None.
     """
 
     method: str | None
@@ -154,6 +168,7 @@ class RunResult:
     worst_case: dict[str, Any] | None
     privacy_worst_case_best_test_epoch: float | None
     worst_case_suite: dict[str, Any] | None
+    strongest_reconstruction: dict[str, Any] | None = None
     utility_per_image: tuple[float, ...] | None = field(default=None, repr=False)
     privacy_per_image: tuple[float, ...] | None = field(default=None, repr=False)
     metrics: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -169,6 +184,8 @@ class RunResult:
         cost, epochs = get("client_cost") or {}, get("attack_epochs") or {}
         worst = ({key: get(key) for key in WORST_CASE_KEYS}
                  if get("privacy_worst_case") is not None else None)
+        strongest = ({key: get(key) for key in STRONGEST_RECONSTRUCTION_KEYS}
+                     if get("reconstruction_strongest") is not None else None)
         return cls(
             method=get("method"), display_name=get("display_name"),
             obfuscates=get("obfuscates"), split=get("split"), sigma=get("sigma"),
@@ -195,6 +212,7 @@ class RunResult:
             worst_case=worst,
             privacy_worst_case_best_test_epoch=get("privacy_worst_case_best_test_epoch"),
             worst_case_suite=get("worst_case"),
+            strongest_reconstruction=strongest,
             utility_per_image=_tuple_or_none(get("utility_per_image")),
             privacy_per_image=_tuple_or_none((get("leakage") or {}).get("test_per_image")),
             metrics=kept,
@@ -232,7 +250,8 @@ class RunResult:
 
     def row(self, label: str | None = None) -> dict[str, Any]:
         """The canonical table row (keys :data:`ROW_KEYS`, then the worst-case keys if the
-        suite ran); ``label`` names the row (default: the defence's display name)."""
+        suite ran, then the strongest reconstruction's if several ran); ``label`` names the
+        row (default: the defence's display name)."""
         cells = {
             "method": label if label is not None else self.display_name or self.method,
             "method_name": self.method, "split": self.split, "sigma": self.sigma,
@@ -249,6 +268,7 @@ class RunResult:
             "leakage_epochs": self.leakage_epochs,
             "reconstruction_epochs": self.reconstruction_epochs, "run": self.run,
             **(self.worst_case or {}),
+            **(self.strongest_reconstruction or {}),
         }
         if self.obfuscates is False:
             cells.update(dict.fromkeys(key for key in DELTA_KEYS if key in cells))
@@ -287,9 +307,12 @@ def best_ranked(results: Sequence[RankedT],
 
 
 def table_columns(base: Sequence[Column], results: Sequence[RunResult]) -> list[Column]:
-    """``base`` plus the worst-case columns when any of ``results`` ran the worst-case suite."""
+    """``base`` plus the worst-case columns when any of ``results`` ran the worst-case suite,
+    and the strongest reconstruction's when any ran several reconstruction attacks."""
     worst = any(result.worst_case is not None for result in results)
-    return [*base, *(WORST_CASE_COLUMNS if worst else [])]
+    strongest = any(result.strongest_reconstruction is not None for result in results)
+    return [*base, *(WORST_CASE_COLUMNS if worst else []),
+            *(STRONGEST_RECONSTRUCTION_COLUMNS if strongest else [])]
 
 
 def _tuple_or_none(values: Sequence[float] | None) -> tuple[float, ...] | None:
@@ -307,6 +330,8 @@ __all__ = [
     "DELTA_KEYS",
     "METHOD_COLUMNS",
     "ROW_KEYS",
+    "STRONGEST_RECONSTRUCTION_COLUMNS",
+    "STRONGEST_RECONSTRUCTION_KEYS",
     "RUN_COLUMNS",
     "SUMMARY_COLUMNS",
     "WORST_CASE_KEYS",

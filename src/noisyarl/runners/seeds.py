@@ -43,7 +43,7 @@ from noisyarl.utils.io import atomic_write_text, write_json
 INTERVAL_KEYS: dict[str, str] = {
     "utility": "{:.2f}", "privacy": "{:.2f}", "privacy_advantage": "{:.2f}",
     "delta": "{:.2f}", "delta_normalised": "{:.2f}", "privacy_paper": "{:.2f}",
-    "psnr": "{:.2f}", "ssim": "{:.3f}",
+    "psnr": "{:.2f}", "ssim": "{:.3f}", "psnr_strongest": "{:.2f}", "ssim_strongest": "{:.3f}",
 }
 
 #: The figures a single seed's bootstrap over test images covers (the others get no interval).
@@ -108,11 +108,14 @@ class SeedSummary:
         per_seed = [result.row(self.label) for result in self.results]
         cells: dict[str, Any] = dict(per_seed[0])
         for key in ("utility_chance", "privacy_chance", "psnr_baseline", "ssim_baseline",
+                    "psnr_strongest_baseline", "ssim_strongest_baseline",
                     "sigma_eff", "leakage_epochs", "reconstruction_epochs"):
             values = [row.get(key) for row in per_seed]
             if _all_numbers(values):
                 cells[key] = statistics.fmean(values)
         for key in INTERVAL_KEYS:
+            if key not in cells:
+                continue  # a figure these runs did not measure (the strongest reconstruction)
             interval = self.intervals.get(key)
             cells[key] = interval.mean if interval else per_seed[0].get(key)
             cells[f"{key}_low"] = interval.low if interval else None
