@@ -18,7 +18,7 @@ from noisyarl.config import (
     extra_attack,
     load_config,
 )
-from noisyarl.runners.experiment import run_experiment
+from noisyarl.runners.experiment import run_experiment, save_reconstruction_grid
 
 QUICK = {"white_box": {"steps": 3, "valid_images": 4, "test_images": 8,
                        "tv_weights": [0.0, 1.0]},
@@ -100,6 +100,10 @@ def test_a_run_with_extra_attacks_records_them_and_resume_reuses_them(tiny_run_d
     assert (metrics["psnr_strongest"] - metrics["psnr_strongest_baseline"]
             == pytest.approx(gains[strongest]))
     assert "strongest reconstruction" in report
+    assert (run_dir / "attacks" / "white_box_examples.pt").exists()
+    grid = save_reconstruction_grid([("noisy ARL", run_dir)], tmp_path / "strongest.png",
+                                    strongest=True)
+    assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     def refuse(self, target, settings):
         raise AssertionError("a cached extra attack ran again")

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from noisyarl.config import ConfigError, config_from_dict
+from noisyarl.config import ConfigError, config_from_dict, config_to_dict
 from noisyarl.runners.compare import run_comparison
 
 STATUSES = ("did not learn (utility)", "did not learn (attacker)", "did not learn (decoder)")
@@ -115,3 +115,22 @@ def test_bad_comparisons_are_rejected_with_the_key(tiny_celeba_root, tmp_path, c
                                                    message):
     with pytest.raises(ConfigError, match=message):
         run_comparison(_config(tiny_celeba_root, compare), tmp_path)
+
+
+def test_a_comparison_with_input_optimisation_shows_each_rows_strongest_reconstruction(
+        tiny_celeba_root, tmp_path):
+    config = config_from_dict({
+        **config_to_dict(_config(tiny_celeba_root, ROWS[2:])),
+        "attacks": {"leakage": {"epochs": 1, "batch_size": 32},
+                    "reconstruction": {"epochs": 1, "batch_size": 32},
+                    "extra": ["white_box"],
+                    "options": {"white_box": {"steps": 3, "valid_images": 4, "test_images": 8,
+                                              "tv_weights": [0.0, 1.0]}}}})
+    (row,) = run_comparison(config, tmp_path)
+    assert row["reconstruction_strongest"] in ("reconstruction", "white_box")
+    assert row["psnr_strongest_baseline"] is not None
+    header = (tmp_path / "table.md").read_text().splitlines()[2]
+    assert "| strongest reconstruction | its PSNR (dB) ± 95 % CI |" in header
+    report = (tmp_path / "report.md").read_text()
+    assert "reconstructions_strongest.png" in report and "Strongest reconstruction:" in report
+    assert (tmp_path / "reconstructions_strongest.png").read_bytes()[:4] == b"\x89PNG"

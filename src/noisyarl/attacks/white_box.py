@@ -48,6 +48,7 @@ from noisyarl.attacks.view import AttackTarget, ZView
 from noisyarl.data.base import ImageSplit
 from noisyarl.evaluation.metrics import ImageScores, image_scores, mean_image, mean_image_baseline
 from noisyarl.evaluation.plots import save_image_grid
+from noisyarl.utils.io import atomic_torch_save
 
 #: Test images drawn in the figure (originals over the start and the reconstructions).
 FIGURE_IMAGES = 8
@@ -150,10 +151,15 @@ class InversionResult(AttackResult):
                              self.baseline.ssim, self.learned)
 
     def save_figures(self, folder: Path) -> list[Path]:
+        """``ATTACK.png`` (originals over the start and the reconstructions) and
+        ``ATTACK_examples.pt`` (originals and reconstructions, for a comparison's grid)."""
         if self.originals is None or self.reconstructions is None or self.starts is None:
             return []
         rows = [("mean image (start)", self.starts), (self.attack, self.reconstructions)]
-        return [save_image_grid(self.originals, rows, Path(folder) / f"{self.attack}.png")]
+        return [save_image_grid(self.originals, rows, Path(folder) / f"{self.attack}.png"),
+                atomic_torch_save({"originals": self.originals,
+                                   "reconstructions": self.reconstructions},
+                                  Path(folder) / f"{self.attack}_examples.pt")]
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:

@@ -527,7 +527,7 @@ def _reconstruction_stage(setup: ExperimentSetup, target: AttackTarget,
                         run_dir / "reconstructions.png")
         atomic_torch_save({"originals": result.originals,
                            "reconstructions": result.reconstructions},
-                          run_dir / "reconstruction_examples.pt")
+                          reconstruction_examples(run_dir))
         save_decoder(result.decoder, run_dir)
         return result.to_dict()
 
@@ -784,17 +784,33 @@ def strongest_reconstruction_metrics(recoveries: list[ImageRecovery]) -> dict[st
             "reconstruction_strongest_learned": strongest.learned}
 
 
+def reconstruction_examples(run_dir: str | Path, attack: str = "reconstruction") -> Path:
+    """Where a run keeps the first test images and one reconstruction attack's outputs for
+    them: the decoder's ``reconstruction_examples.pt``, another attack's
+    ``attacks/ATTACK_examples.pt`` (written by its ``save_figures``)."""
+    if attack == "reconstruction":
+        return Path(run_dir) / "reconstruction_examples.pt"
+    return Path(run_dir) / "attacks" / f"{attack}_examples.pt"
+
+
 def save_reconstruction_grid(
-    labelled_runs: list[tuple[str, Path]], path: str | Path
+    labelled_runs: list[tuple[str, Path]], path: str | Path, *, strongest: bool = False
 ) -> Path | None:
     """Originals (top row) over the reconstructions of each run, for the same test images.
 
     labelled_runs: (row label, run directory); runs without a reconstruction attack are left
-    out. Returns ``path``, or None when no run has reconstructions.
+    out. ``strongest``: each run's strongest reconstruction attack
+    (``reconstruction_strongest`` in its metrics; the decoder where it ran alone), named in
+    its row label. Returns ``path``, or None when no run has reconstructions.
     """
     originals, rows = None, []
     for label, run_dir in labelled_runs:
-        examples = Path(run_dir) / "reconstruction_examples.pt"
+        attack = "reconstruction"
+        if strongest and (Path(run_dir) / "metrics.json").exists():
+            chosen = RunResult.load(run_dir).strongest_reconstruction
+            attack = chosen["reconstruction_strongest"] if chosen else attack
+            label = f"{label} ({attack})"
+        examples = reconstruction_examples(run_dir, attack)
         if examples.exists():
             saved = torch.load(examples, weights_only=True)
             originals = saved["originals"]
