@@ -94,7 +94,7 @@ def test_config_takes_alpha_and_rejects_sigma_and_a_negative_alpha():
 
 def test_the_knob_is_alpha_from_mild_to_dominating():
     knob = find_knob("nopeek")
-    assert knob.key == "params.alpha" and knob.symbol == "alpha"
+    assert knob.key == "params.alpha" and knob.symbol == "α"
     assert knob.grid == tuple(sorted(knob.grid)) and knob.grid[0] == NoPeek.Params().alpha
     for value in knob.grid:
         method_params("nopeek", {"alpha": value})  # every grid value is accepted

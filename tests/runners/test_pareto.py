@@ -104,12 +104,13 @@ def test_point_label_replaces_the_knob_setting_of_the_row_label():
     from noisyarl.methods import Knob
     from noisyarl.runners.pareto import KnobPoint
 
-    sigma, alpha = Knob("sigma", (1.0,)), Knob("params.alpha", (0.1,))
+    sigma, alpha = Knob("sigma", (1.0,)), Knob("params.alpha", (0.1,), "α")
     config = None  # the label does not read the config
     assert KnobPoint("noisy ARL RN18_3 (σ=9)", config, sigma, 4.0).label == \
         "noisy ARL RN18_3 (σ=4)"
     assert KnobPoint("ARL RN18_3 (σ=0)", config, alpha, 0.25).label == \
-        "ARL RN18_3 (σ=0) (alpha=0.25)"
+        "ARL RN18_3 (σ=0) (α=0.25)"
+    assert Knob("params.alpha", (0.1,)).symbol == "alpha"  # no label: the param's name
     assert KnobPoint("RN18 (upper bound)", config).label == "RN18 (upper bound)"
     assert KnobPoint("noisy ARL RN18_3 (σ=9)", config, sigma, 4.0).curve_label == \
         "noisy ARL RN18_3"

@@ -32,11 +32,13 @@ class Knob:
     """A defence's privacy/utility trade-off knob and the grid a Pareto comparison trains.
 
     key: what it sets, ``sigma`` (``method.sigma``) or ``params.NAME`` (``method.params``);
-    grid: its default values, from the most useful to the most private or the reverse.
+    grid: its default values, from the most useful to the most private or the reverse;
+    label: its symbol in row labels (``λ``, ``α``; default: σ for ``sigma``, else the name).
     """
 
     key: str
     grid: tuple[float, ...]
+    label: str = ""
 
     @property
     def name(self) -> str:
@@ -45,8 +47,8 @@ class Knob:
 
     @property
     def symbol(self) -> str:
-        """Short name for row labels: ``σ``, or :attr:`name`."""
-        return "σ" if self.key == "sigma" else self.name
+        """Short name for row labels: :attr:`label`, else ``σ`` or :attr:`name`."""
+        return self.label or ("σ" if self.key == "sigma" else self.name)
 
 
 @dataclass(frozen=True, kw_only=True)

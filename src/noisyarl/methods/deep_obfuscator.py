@@ -86,7 +86,7 @@ class DeepObfuscator(Defence):
     name = "deep_obfuscator"
     display_name = "DeepObfuscator"
     Params = DeepObfuscatorParams
-    knobs = (Knob("params.lambda1", (0.01, 0.1, 0.5, 1.0)),)
+    knobs = (Knob("params.lambda1", (0.01, 0.1, 0.5, 1.0), "λ1"),)
     has_split = False
     has_noise = False
 

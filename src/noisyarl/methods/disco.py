@@ -176,7 +176,7 @@ class Disco(Defence):
     display_name = "DISCO"
     Params = DiscoParams
     #: The pruning ratio R, up to the paper's 0.9 and beyond it.
-    knobs = (Knob("params.prune_ratio", (0.3, 0.6, 0.9, 0.95)),)
+    knobs = (Knob("params.prune_ratio", (0.3, 0.6, 0.9, 0.95), "R"),)
     # The split is fixed at ResNet18's layer2 and there is no noise module.
     has_split = False
     has_noise = False

@@ -183,7 +183,7 @@ class Blur(ImageSpaceDefence):
     name = "blur"
     display_name = "Gaussian blur"
     Params = BlurParams
-    knobs = (Knob("params.blur_sigma", (1.0, 2.0, 4.0, 8.0)),)
+    knobs = (Knob("params.blur_sigma", (1.0, 2.0, 4.0, 8.0), "blur σ"),)
 
     def make_transform(self, spec: DefenceSpec) -> nn.Module:
         return GaussianBlur(spec.params.blur_sigma, spec.image_size)
@@ -209,7 +209,7 @@ class Pixelation(ImageSpaceDefence):
     name = "pixelate"
     display_name = "Pixelation"
     Params = PixelateParams
-    knobs = (Knob("params.block_size", (2, 4, 8, 16)),)
+    knobs = (Knob("params.block_size", (2, 4, 8, 16), "block"),)
 
     def make_transform(self, spec: DefenceSpec) -> nn.Module:
         return Pixelate(spec.params.block_size)

@@ -204,7 +204,7 @@ class MaxEntARL(Defence):
     display_name = "MaxEnt-ARL"
     Params = MaxEntParams
     #: α, over the span the authors' CIFAR-100 script sweeps (0.1 to 0.6).
-    knobs = (Knob("params.alpha", (0.1, 0.25, 0.4, 0.6)),)
+    knobs = (Knob("params.alpha", (0.1, 0.25, 0.4, 0.6), "α"),)
     has_split = False
     has_noise = False
 

@@ -77,7 +77,7 @@ class NoisyARL(Defence):
     studied = True
     #: σ, and the adversary weight λ that trades off plain ARL (σ = 0).
     knobs = (Knob("sigma", (1.0, 2.0, 4.0, 9.0)),
-             Knob("params.lambda_adv", (0.01, 0.1, 0.5, 1.0)))
+             Knob("params.lambda_adv", (0.01, 0.1, 0.5, 1.0), "λ"))
 
     def __init__(self, spec: DefenceSpec) -> None:
         super().__init__(spec)

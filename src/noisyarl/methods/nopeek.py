@@ -62,7 +62,7 @@ class NoPeek(Defence):
     display_name = "NoPeek"
     Params = NoPeekParams
     #: The dCor weight α, from the re-implementation's default up to a dominating penalty.
-    knobs = (Knob("params.alpha", (0.1, 0.5, 2.0, 5.0)),)
+    knobs = (Knob("params.alpha", (0.1, 0.5, 2.0, 5.0), "α"),)
     has_noise = False
 
     def __init__(self, spec: DefenceSpec) -> None:

@@ -125,7 +125,7 @@ class Shredder(Defence):
     display_name = "Shredder"
     Params = ShredderParams
     #: λ, the weight of the noise magnitude against the utility loss.
-    knobs = (Knob("params.lambda_noise", (0.01, 0.1, 0.3, 1.0)),)
+    knobs = (Knob("params.lambda_noise", (0.01, 0.1, 0.3, 1.0), "λ"),)
     # Learned noise, not method.sigma: no noise module of the attacks' kind (noise_module None).
     has_noise = False
 
