@@ -102,7 +102,7 @@ def test_a_run_with_extra_attacks_records_them_and_resume_reuses_them(tiny_run_d
     assert "strongest reconstruction" in report
     assert (run_dir / "attacks" / "white_box_examples.pt").exists()
     grid = save_reconstruction_grid([("noisy ARL", run_dir)], tmp_path / "strongest.png",
-                                    strongest=True)
+                                    attacks=[metrics["reconstruction_strongest"]])
     assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     def refuse(self, target, settings):

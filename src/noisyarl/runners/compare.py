@@ -173,9 +173,11 @@ def _write_comparison(out_dir: Path, config: ExperimentConfig, summaries: list[S
     grid = save_reconstruction_grid(run_dirs, out_dir / "reconstructions.png")
     if grid is not None:
         images["Reconstruction attack: originals (top) and each defence"] = grid
-    strongest_grid = (save_reconstruction_grid(run_dirs, out_dir / "reconstructions_strongest.png",
-                                               strongest=True)
-                      if any(result.strongest_reconstruction for result in results) else None)
+    strongest = [summary.results[0].strongest_reconstruction for summary in summaries]
+    strongest_grid = (save_reconstruction_grid(
+        run_dirs, out_dir / "reconstructions_strongest.png",
+        attacks=[(cells or {}).get("reconstruction_strongest", "reconstruction")
+                 for cells in strongest]) if any(strongest) else None)
     if strongest_grid is not None:
         images["Each defence's strongest reconstruction attack: originals (top)"] = strongest_grid
     paper = paper_reference_rows(**config.reference) if config.reference else None

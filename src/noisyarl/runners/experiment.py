@@ -794,21 +794,19 @@ def reconstruction_examples(run_dir: str | Path, attack: str = "reconstruction")
 
 
 def save_reconstruction_grid(
-    labelled_runs: list[tuple[str, Path]], path: str | Path, *, strongest: bool = False
+    labelled_runs: list[tuple[str, Path]], path: str | Path, *,
+    attacks: list[str] | None = None,
 ) -> Path | None:
     """Originals (top row) over the reconstructions of each run, for the same test images.
 
     labelled_runs: (row label, run directory); runs without a reconstruction attack are left
-    out. ``strongest``: each run's strongest reconstruction attack
-    (``reconstruction_strongest`` in its metrics; the decoder where it ran alone), named in
-    its row label. Returns ``path``, or None when no run has reconstructions.
+    out. ``attacks``: per run, the reconstruction attack whose examples to draw (named in its
+    row label); default: the decoder's. Returns ``path``, or None when no run has any.
     """
     originals, rows = None, []
-    for label, run_dir in labelled_runs:
-        attack = "reconstruction"
-        if strongest and (Path(run_dir) / "metrics.json").exists():
-            chosen = RunResult.load(run_dir).strongest_reconstruction
-            attack = chosen["reconstruction_strongest"] if chosen else attack
+    for index, (label, run_dir) in enumerate(labelled_runs):
+        attack = attacks[index] if attacks is not None else "reconstruction"
+        if attacks is not None:
             label = f"{label} ({attack})"
         examples = reconstruction_examples(run_dir, attack)
         if examples.exists():
