@@ -16,8 +16,14 @@ import torch
 
 
 def _centred_distances(samples: torch.Tensor) -> torch.Tensor:
-    """Double-centred Euclidean distance matrix [N, N] of ``samples`` [N, ...] (flattened)."""
-    flat = samples.reshape(samples.shape[0], -1).float()
+    """Double-centred Euclidean distance matrix [N, N] of ``samples`` [N, ...] (flattened).
+
+    Computed in at least float32: float64 input stays float64, bf16/fp16 (autocast) and
+    integer input become float32.
+    """
+    flat = samples.reshape(samples.shape[0], -1)
+    if flat.dtype != torch.float64:
+        flat = flat.float()
     distances = torch.cdist(flat, flat)
     return (distances - distances.mean(dim=0, keepdim=True)
             - distances.mean(dim=1, keepdim=True) + distances.mean())
