@@ -21,7 +21,6 @@ Usage: OMP_NUM_THREADS=1 python benchmarks/bench_client_int8.py --out DIR [--run
 from __future__ import annotations
 
 import argparse
-import platform
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from noisyarl.deploy.export import export_client
 from noisyarl.deploy.latency import latency_of_run
 from noisyarl.deploy.quantize import export_int8_client
 from noisyarl.runners.experiment import set_up, train
+from noisyarl.runtime.device import cpu_model
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 from noisyarl.utils.io import atomic_write_text, write_json
 
@@ -79,7 +79,7 @@ def main() -> None:
     sizes = {"fp32_bytes": fp32.path.stat().st_size, "int8_bytes": int8.path.stat().st_size}
     report = latency_of_run(run_dir, batch_sizes=(1, 32), backends=("onnxruntime",),
                             runs=args.runs, warmup=args.warmup)
-    header = (f"{platform.processor() or platform.machine()}, {report.threads} threads, "
+    header = (f"{cpu_model()}, {report.threads} threads, "
               f"torch {torch.__version__}, ONNX Runtime {onnxruntime.__version__}; "
               f"RN18_3 at {IMAGE_SIZE} px; fp32 {sizes['fp32_bytes'] / 1e6:.1f} MB, int8 "
               f"{sizes['int8_bytes'] / 1e6:.1f} MB; int8 RMS error "

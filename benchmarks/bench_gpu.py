@@ -20,7 +20,6 @@ CPU smoke test of the script itself: python benchmarks/bench_gpu.py --device cpu
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
@@ -28,7 +27,7 @@ import torch
 from noisyarl.builders import untrained_defence
 from noisyarl.data.augment import iterate_batches
 from noisyarl.data.base import ImageSplit, LabelInfo
-from noisyarl.runtime import StepContext
+from noisyarl.runtime import StepContext, describe_device
 
 BINARY_INFO = LabelInfo(kind="binary")
 #: name -> (precision, channels_last, compile)
@@ -113,12 +112,6 @@ def feed_rate(split: ImageSplit, args: argparse.Namespace) -> float:
     return args.batch * args.steps / (time.perf_counter() - started)
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -136,7 +129,7 @@ def main() -> None:
         parser.error("no CUDA device; use --device cpu for a smoke test")
     began = time.perf_counter()
     split = cache(args.batch * (args.steps + args.warmup + 1), args.size)
-    print(f"# {device_name(device)}; torch {torch.__version__}; RN18_{args.split} noisy-ARL "
+    print(f"# {describe_device(device)}; torch {torch.__version__}; RN18_{args.split} noisy-ARL "
           f"step, {args.size} px, batch {args.batch}, {args.steps} timed steps after "
           f"{args.warmup} warm-up; {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
     print("| variant | images/s | × fp32 NCHW | warm-up s | peak GiB |\n|---|---|---|---|---|",

@@ -23,7 +23,6 @@ Usage: OMP_NUM_THREADS=1 python benchmarks/bench_int8_quality.py --out DIR [--se
 from __future__ import annotations
 
 import argparse
-import platform
 from datetime import date
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from bench_client_int8 import tiny_run
 from noisyarl.deploy.export import export_client
 from noisyarl.deploy.int8_quality import int8_quality
 from noisyarl.deploy.quantize import export_int8_client
+from noisyarl.runtime.device import cpu_model
 from noisyarl.utils.io import atomic_write_text, write_json
 
 
@@ -55,7 +55,7 @@ def main() -> None:
     int8 = export_int8_client(run_dir, fp32.path)
     result = int8_quality(run_dir, fp32.path, int8.path, seeds=args.seeds)
     header = (f"# int8 vs fp32 client quality, {date.today()}\n\n"
-              f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+              f"{cpu_model()}, torch {torch.__version__}, "
               f"ONNX Runtime {onnxruntime.__version__}; noisy ARL RN18_3, "
               f"{args.image_size} px, {args.images} generated faces, {args.epochs} epochs; "
               f"int8 RMS error {100 * int8.check.relative_error:.2f} % of RMS(z) "

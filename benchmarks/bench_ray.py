@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from noisyarl.builders import load_data
 from noisyarl.config import ExecutorConfig, config_from_dict
 from noisyarl.runners.executor import RunJob, execute, import_ray
+from noisyarl.runtime.device import cpu_model
 from noisyarl.synthetic.faces import SynthConfig, write_celeba
 
 
@@ -125,7 +125,7 @@ def main() -> None:
     ray = run_ray(jobs, args.ray_cpus, args.noop_tasks)
     runs, summed = len(jobs), sum(run_times)
     print(f"{runs} runs ({len(args.sigmas)} σ x {len(args.seeds)} seeds, {args.max_train} "
-          f"training images at {args.image_size} px, 1 epoch); {platform.processor() or ''} "
+          f"training images at {args.image_size} px, 1 epoch); {cpu_model()} "
           f"{os.cpu_count()} cores, torch {torch.__version__}, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS')}, Ray with {args.ray_cpus} CPU(s)\n")
     print("| measure | seconds |\n|---|---:|")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from noisyarl.data.augment import iterate_batches
 from noisyarl.data.base import ImageSplit
 from noisyarl.data.registry import load_splits
 from noisyarl.runtime import StepContext
+from noisyarl.runtime.device import cpu_model
 from noisyarl.runtime.distributed import init_distributed
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 
@@ -172,7 +172,7 @@ def main() -> None:
 
     jpeg_folder, split = prepare_data(args.out, args.images)
     cpu = torch.device("cpu")
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+    print(f"# {cpu_model()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads; RN18_3 noisy-ARL step, "
           f"{SIZE} px, batch {args.batch}, {args.steps} timed steps; {len(split)} train images; "
           f"{time.strftime('%Y-%m-%d')}")

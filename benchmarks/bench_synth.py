@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from noisyarl.evaluation.metrics import cramers_v
+from noisyarl.runtime.device import cpu_model
 from noisyarl.synthetic.faces import (
     CELEBA_ATTRIBUTES,
     FAIRFACE_AGE_BINS,
@@ -197,7 +197,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"machine: {cpu_model()}, {os.cpu_count()} CPUs, "
         f"torch {torch.__version__}, device {args.device}"
     )
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +35,7 @@ from noisyarl.data.registry import load_splits
 from noisyarl.methods import Defence
 from noisyarl.runtime import StepContext
 from noisyarl.runtime.compile import compile_children
+from noisyarl.runtime.device import cpu_model
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 
 SPLIT = 3
@@ -122,7 +122,7 @@ def main() -> None:
     ensure_celeba(root, SynthConfig(num_images=args.images, image_size=SOURCE_SIZE, seed=0))
     jpeg_folder = root / "celeba" / "img_align_celeba"
     cpu = torch.device("cpu")
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+    print(f"# {cpu_model()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads; RN18_3 noisy ARL, batch "
           f"{args.batch}, {args.steps} timed steps per row, data included; "
           f"{time.strftime('%Y-%m-%d')}")

@@ -11,6 +11,7 @@ from noisyarl.builders import load_data
 from noisyarl.config import ConfigError, apply_overrides, config_from_dict, load_config
 from noisyarl.runners.demo import DemoPlan, run_demo
 from noisyarl.runners.experiment import run_experiment
+from noisyarl.runners.result import RunResult
 
 
 def _config(root, method="noisy_arl", epochs=1, size=40, **method_values):
@@ -45,7 +46,11 @@ def test_run_writes_every_result_file(tiny_celeba_root, tmp_path):
     assert saved["split_seed"] == 0 and saved["stem"] == "imagenet"  # 40 px input
     assert saved["warnings"] == []
     assert metrics["utility"] == saved["utility"]
+    # the hardware is recorded: float results differ between CPU instruction sets
+    assert saved["device"] == "cpu" and saved["machine"].startswith("CPU ")
+    assert RunResult.from_metrics(saved).machine == saved["machine"]
     report = (run_dir / "report.md").read_text()
+    assert saved["machine"] in report
     assert "reconstructions.png" in report and "noisy_arl" in report
     assert "ResNet stem: imagenet" in report and "data.split_seed 0" in report
     assert Image.open(run_dir / "reconstructions.png").size[0] > 0

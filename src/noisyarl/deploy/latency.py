@@ -14,7 +14,6 @@ file (``noisyarl export --int8``), or else one quantised in memory on random cal
 
 from __future__ import annotations
 
-import platform
 import statistics
 import textwrap
 import time
@@ -31,6 +30,7 @@ from noisyarl.builders import untrained_defence
 from noisyarl.deploy.export import client_for_export, onnx_bytes
 from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.methods import METHODS
+from noisyarl.runtime.device import cpu_model
 from noisyarl.utils.progress import progress as progress_bar
 
 BACKENDS = ("eager", "channels_last", "onnxruntime")
@@ -169,7 +169,7 @@ def measure_latency(
     """
     peak = peak_flops()
     report = LatencyReport(0.0, image_size, runs, warmup, torch.get_num_threads(),
-                           machine={"cpu": platform.processor() or platform.machine(),
+                           machine={"cpu": cpu_model(),
                                     "torch": torch.__version__})
     shape = (3, image_size, image_size)
     int8_models = dict(int8_models or {})

@@ -144,8 +144,8 @@ def run_demo(
         [("ARL σ=0", runs / str(arl.run)), (f"noisy σ={sigma:g}", runs / str(noisy.run))],
         out_dir / "reconstructions.png")
     seconds = time.perf_counter() - started
-    _write_outputs(out_dir, rows, grid, _notes(plan, sigma, ranked, arl.device, seconds),
-                   [result for _, result in labelled], seconds)
+    notes = _notes(plan, sigma, ranked, arl.machine or arl.device, seconds)
+    _write_outputs(out_dir, rows, grid, notes, [result for _, result in labelled], seconds)
     return rows
 
 

@@ -91,7 +91,7 @@ from noisyarl.runners.runs import (
     save_tasks,
     training_part,
 )
-from noisyarl.runtime import StepContext, resolve_channels_last, resolve_device
+from noisyarl.runtime import StepContext, describe_device, resolve_channels_last, resolve_device
 from noisyarl.runtime.compile import compile_children
 from noisyarl.runtime.distributed import (
     DistributedEnv,
@@ -750,6 +750,7 @@ def _metrics(setup: ExperimentSetup, fitted: FitResult, outcome: AttackOutcome,
         "stem": backbone_stem(config.data.image_size),
         "samples": {name: len(split) for name, split in splits.items()},
         "device": str(setup.context.device),
+        "machine": describe_device(setup.context.device),
         "precision": config.train.precision,
         "channels_last": setup.context.channels_last,
         "torch": torch.__version__,
@@ -839,7 +840,8 @@ def _notes(metrics: dict[str, Any]) -> list[str]:
 
     return [
         *(f"Warning: {message}." for message in result.warnings),
-        f"Device: {result.device}, precision {result.precision}; noise {noise} "
+        f"Device: {result.device} ({result.machine or 'hardware not recorded'}), precision "
+        f"{result.precision}; noise {noise} "
         "in training, evaluation and attacks.",
         f"ResNet stem: {stem}; train/valid split drawn with data.split_seed "
         f"{result.split_seed} where the dataset has no split column.",

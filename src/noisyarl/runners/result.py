@@ -169,6 +169,7 @@ class RunResult:
     privacy_worst_case_best_test_epoch: float | None
     worst_case_suite: dict[str, Any] | None
     strongest_reconstruction: dict[str, Any] | None = None
+    machine: str | None = None
     utility_per_image: tuple[float, ...] | None = field(default=None, repr=False)
     privacy_per_image: tuple[float, ...] | None = field(default=None, repr=False)
     metrics: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -212,7 +213,7 @@ class RunResult:
             worst_case=worst,
             privacy_worst_case_best_test_epoch=get("privacy_worst_case_best_test_epoch"),
             worst_case_suite=get("worst_case"),
-            strongest_reconstruction=strongest,
+            strongest_reconstruction=strongest, machine=get("machine"),
             utility_per_image=_tuple_or_none(get("utility_per_image")),
             privacy_per_image=_tuple_or_none((get("leakage") or {}).get("test_per_image")),
             metrics=kept,

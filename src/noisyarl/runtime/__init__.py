@@ -5,8 +5,8 @@ and :mod:`noisyarl.training` (the loop builds it), so neither imports the other 
 """
 
 from noisyarl.runtime.context import PRECISIONS, StepContext
-from noisyarl.runtime.device import resolve_channels_last, resolve_device
+from noisyarl.runtime.device import describe_device, resolve_channels_last, resolve_device
 from noisyarl.runtime.distributed import DistributedEnv, current_env
 
-__all__ = ["PRECISIONS", "DistributedEnv", "StepContext", "current_env", "resolve_channels_last",
-           "resolve_device"]
+__all__ = ["PRECISIONS", "DistributedEnv", "StepContext", "current_env", "describe_device",
+           "resolve_channels_last", "resolve_device"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import torch
 
 from noisyarl.errors import ConfigError
@@ -30,6 +33,28 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         raise ConfigError(f"train.device: {device} requested but this machine has "
                           f"{torch.cuda.device_count()} CUDA device(s); use auto, cuda or cpu")
     return device
+
+
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """This machine's CPU model ("AMD EPYC 7B13") from Linux's ``cpuinfo``, else the
+    architecture ("arm64") that :mod:`platform` reports."""
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def describe_device(device: torch.device) -> str:
+    """The hardware behind ``device``, for reports: the GPU's name and CUDA version, or the
+    CPU model, its architecture and torch's thread count. Recorded with every run because
+    float results (and so a 3-epoch adversarial run) differ between CPU instruction sets."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    return f"CPU {cpu_model()} ({platform.machine()}), {torch.get_num_threads()} threads"
 
 
 #: Smallest image side (px) at which ``train.channels_last: auto`` uses the NHWC layout. On
