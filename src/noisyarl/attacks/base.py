@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from noisyarl.evaluation.metrics import ImageScores
 from noisyarl.utils.progress import progress
 
 #: Relative decrease of the validation loss that counts as an improvement.
@@ -221,6 +222,25 @@ class AttackResult:
         return []
 
 
+@dataclass
+class ImageAttackResult(AttackResult):
+    """Base of the results of attacks that reconstruct images (on [0, 1], PSNR in dB with
+    data_range 1): psnr / ssim / mse on the test images the attack scored, averaged over the
+    test noise draws; psnr_sd: SD of PSNR over the draws; baseline: the mean training image's
+    figures on the same test images; learned: the PSNR beats the baseline's."""
+
+    psnr: float
+    ssim: float
+    mse: float
+    psnr_sd: float
+    baseline: ImageScores = field(metadata={"from_dict": lambda values: ImageScores(**values)})
+    learned: bool
+
+    def image_recovery(self) -> ImageRecovery:
+        return ImageRecovery(self.attack, self.psnr, self.ssim, self.baseline.psnr,
+                             self.baseline.ssim, self.learned)
+
+
 def _json_value(value: Any) -> Any:
     """A field's JSON form: ``to_dict()`` where it has one, a plain dict for a dataclass."""
     if hasattr(value, "to_dict"):
@@ -274,6 +294,7 @@ __all__ = [
     "Attack",
     "AttackResult",
     "AttackSettings",
+    "ImageAttackResult",
     "LearningCurve",
     "better",
     "fit_until_plateau",

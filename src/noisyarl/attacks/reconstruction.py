@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +25,15 @@ from torch.nn import functional as F
 
 from noisyarl.attacks.base import (
     Attack,
-    AttackResult,
     AttackSettings,
-    ImageRecovery,
+    ImageAttackResult,
     fit_until_plateau,
     not_in_json,
 )
 from noisyarl.attacks.common import reduced_sum, reseed_rank
 from noisyarl.attacks.view import AttackTarget, ZView
 from noisyarl.data.base import ImageSplit
-from noisyarl.evaluation.metrics import ImageScores, mean_image_baseline, psnr, ssim
+from noisyarl.evaluation.metrics import mean_image_baseline, psnr, ssim
 from noisyarl.models import ReconstructionDecoder
 from noisyarl.runtime.distributed import all_reduce_sum
 from noisyarl.utils.io import atomic_write_bytes
@@ -42,7 +41,7 @@ from noisyarl.utils.seeding import PHASE_OFFSETS, epoch_generator
 
 
 @dataclass
-class ReconstructionResult(AttackResult):
+class ReconstructionResult(ImageAttackResult):
     """Test-split figures of the decoder on [0, 1] images, at its best validation epoch and
     averaged over ``noise_draws`` test passes: mean per-batch PSNR (dB, data_range 1), SSIM
     and MSE; ``psnr_sd``: their spread over the passes. ``baseline``: the same figures of the
@@ -54,12 +53,6 @@ class ReconstructionResult(AttackResult):
     three is in :meth:`to_dict`.
     """
 
-    psnr: float
-    ssim: float
-    mse: float
-    psnr_sd: float
-    baseline: ImageScores = field(metadata={"from_dict": lambda values: ImageScores(**values)})
-    learned: bool
     originals: torch.Tensor | None = not_in_json()
     reconstructions: torch.Tensor | None = not_in_json()
     decoder: ReconstructionDecoder | None = not_in_json()
@@ -68,10 +61,6 @@ class ReconstructionResult(AttackResult):
         return {"psnr": self.psnr, "ssim": self.ssim, "psnr_sd": self.psnr_sd,
                 "psnr_baseline": self.baseline.psnr, "ssim_baseline": self.baseline.ssim,
                 "reconstruction_learned": self.learned, "epochs": self.curve.epochs_run}
-
-    def image_recovery(self) -> ImageRecovery:
-        return ImageRecovery(self.attack, self.psnr, self.ssim, self.baseline.psnr,
-                             self.baseline.ssim, self.learned)
 
 
 def run_reconstruction_attack(

@@ -38,9 +38,8 @@ from torch import nn
 
 from noisyarl.attacks.base import (
     Attack,
-    AttackResult,
     AttackSettings,
-    ImageRecovery,
+    ImageAttackResult,
     LearningCurve,
     not_in_json,
 )
@@ -103,7 +102,7 @@ class SurrogateFigures:
 
 
 @dataclass
-class InversionResult(AttackResult):
+class InversionResult(ImageAttackResult):
     """Input optimisation's figures on [0, 1] test images (PSNR in dB, data_range 1).
 
     psnr / ssim / mse: means over the ``test_images`` inverted test images and the noise
@@ -115,12 +114,6 @@ class InversionResult(AttackResult):
     of the first draw [n, 3, S, S], for the figure (not in :meth:`to_dict`).
     """
 
-    psnr: float
-    ssim: float
-    mse: float
-    psnr_sd: float
-    baseline: ImageScores = field(metadata={"from_dict": lambda values: ImageScores(**values)})
-    learned: bool
     tv_weight: float
     tv_weights: list[float]
     valid_psnr: list[float]
@@ -145,10 +138,6 @@ class InversionResult(AttackResult):
                          attacker_images=self.surrogate.attacker_images,
                          epochs=self.curve.epochs_run)
         return cells
-
-    def image_recovery(self) -> ImageRecovery:
-        return ImageRecovery(self.attack, self.psnr, self.ssim, self.baseline.psnr,
-                             self.baseline.ssim, self.learned)
 
     def save_figures(self, folder: Path) -> list[Path]:
         """``ATTACK.png`` (originals over the start and the reconstructions) and

@@ -131,8 +131,10 @@ class Pixelate(nn.Module):
 
 
 class ImageSpaceDefence(Defence):
-    """Shared part of the image-space baselines: ``client`` is :meth:`make_transform`'s fixed
-    transform, ``utility_head`` a whole ResNet18 on the transformed images [B, 3, S, S]."""
+    """Shared part of the image-space baselines and of the upper bound (whose transform is the
+    identity): ``client`` is :meth:`make_transform`'s fixed transform, ``utility_head`` a whole
+    ResNet18 on the transformed images [B, 3, S, S] trained for utility only, and the leakage
+    attacker another whole ResNet18 on them."""
 
     has_split = False
     has_noise = False

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
-from noisyarl.methods.base import Defence, DefenceSpec, utility_step
-from noisyarl.models import resnet18_suffix
-from noisyarl.runtime import StepContext
+from noisyarl.methods.base import DefenceSpec
+from noisyarl.methods.image_space import ImageSpaceDefence
 
 
 @dataclass
@@ -29,33 +27,14 @@ class UpperBoundParams:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
-class UpperBound(Defence):
-    """The "RN18" reference: the identity client and a whole ResNet18 as the utility head."""
+class UpperBound(ImageSpaceDefence):
+    """The "RN18" reference: the identity client and a whole ResNet18 as the utility head (the
+    image-space family's shared part with the identity as its transform)."""
 
     name = "upper_bound"
     display_name = "RN18 (upper bound)"
     Params = UpperBoundParams
     obfuscates = False
-    has_split = False
-    has_noise = False
 
-    def __init__(self, spec: DefenceSpec) -> None:
-        super().__init__(spec)
-        self.client = nn.Identity()
-        self.utility_head = resnet18_suffix(0, spec.utility.num_outputs, spec.cifar_stem)
-
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"main": torch.optim.Adam(self.utility_head.parameters(), lr=self.spec.params.lr)}
-
-    def train_step(
-        self,
-        images: torch.Tensor,
-        utility_target: torch.Tensor,
-        private_target: torch.Tensor,
-        optimizers: dict[str, torch.optim.Optimizer],
-        context: StepContext,
-    ) -> dict[str, torch.Tensor]:
-        return utility_step(self, images, utility_target, optimizers["main"], context)
-
-    def make_attacker(self, num_outputs: int) -> nn.Module:
-        return resnet18_suffix(0, num_outputs, self.spec.cifar_stem)
+    def make_transform(self, spec: DefenceSpec) -> nn.Module:
+        return nn.Identity()
