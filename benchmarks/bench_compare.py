@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from noisyarl.evaluation.cost import measure_client_cost
 from noisyarl.evaluation.report import format_table
 from noisyarl.methods import METHODS
 from noisyarl.runners.compare import run_comparison
+from noisyarl.runtime.device import describe_device, resolve_device
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 
 PAIRS = {
@@ -171,8 +171,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.seeds:
         args.set = [*args.set, f"seeds={args.seeds}"]
-    print(f"# {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
-          "threads, CPU")
+    print(f"# {describe_device(resolve_device('auto'))}, torch {torch.__version__}")
     if not args.no_cost:
         print_client_costs()
     data_root = args.out / "data"

@@ -13,7 +13,6 @@ Usage: python benchmarks/bench_normalized.py --out /tmp/bench-normalized [--num-
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from noisyarl.data.registry import load_splits
 from noisyarl.evaluation.report import format_table
 from noisyarl.runners.experiment import run_experiment
 from noisyarl.runners.result import RunResult
+from noisyarl.runtime.device import describe_device, resolve_device
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 from noisyarl.utils.io import atomic_write_text
 
@@ -78,8 +78,8 @@ def main() -> None:
                          "h_rms_test": result.h_rms, "h_sd_first": history[0]["h_sd"],
                          "h_sd_last": history[-1]["h_sd"]})
     table = format_table(rows, COLUMNS)
-    header = (f"# Normalised noise module: {platform.machine()}, torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads, CPU; {args.num_images} faces at "
+    header = (f"# Normalised noise module: {describe_device(resolve_device('auto'))}, torch "
+              f"{torch.__version__}; {args.num_images} faces at "
               f"{args.image_size} px, {args.epochs} epochs, seed {args.seed}; "
               f"{time.perf_counter() - started:.0f} s")
     atomic_write_text(args.out / "table.md", f"{header}\n\n{table}\n")

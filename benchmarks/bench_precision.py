@@ -32,7 +32,7 @@ from noisyarl.evaluation.statistics import paired_t, t_interval
 from noisyarl.runners.demo import QUICK, demo_config
 from noisyarl.runners.experiment import run_experiment
 from noisyarl.runners.result import RunResult
-from noisyarl.runtime.device import cpu_model
+from noisyarl.runtime.device import describe_device, resolve_device
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 from noisyarl.utils.io import atomic_write_text, write_json
 
@@ -109,8 +109,7 @@ def main() -> None:
                                          seed=0))
     splits = load_splits("celeba", data_root, QUICK.image_size)
     sigmas = [0.0, args.sigma]
-    machine = (f"{cpu_model()}, torch {torch.__version__}, "
-               f"{torch.get_num_threads()} threads, CPU")
+    machine = f"{describe_device(resolve_device('auto'))}, torch {torch.__version__}"
     print(f"# {machine}; quick demo plan {QUICK}")
     started = time.perf_counter()
     # Seed-major order: an interrupted study has every arm at the same seeds so far.

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ from noisyarl.client import LocalObfuscator, SplitInferenceClient
 from noisyarl.deploy.export import export_client
 from noisyarl.deploy.wire import MEDIA_TYPE, encode_z
 from noisyarl.runners.runs import load_run
+from noisyarl.runtime.device import cpu_model
 
 TOKEN = "bench-token"
 
@@ -140,7 +140,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         results = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs",
+            "machine": f"{cpu_model()}, {os.cpu_count()} logical CPUs",
             "torch": torch.__version__, "run": run.config.run_name(), "image_size": size,
             "export_check": vars(exported.check), "end_to_end": end_to_end_check(
                 url, onnx_path, args.run_dir, size),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +45,7 @@ from noisyarl.evaluation.report import format_table
 from noisyarl.methods import METHODS
 from noisyarl.runners.compare import run_comparison
 from noisyarl.runners.result import RunResult
+from noisyarl.runtime.device import describe_device, resolve_device
 from noisyarl.synthetic.faces import SynthConfig, ensure_celeba
 from noisyarl.utils.io import atomic_write_text, write_json
 
@@ -175,8 +175,8 @@ def main() -> None:
     add_override_arguments(parser)
     args = parser.parse_args()
     started = time.perf_counter()
-    header = (f"# Worst-case privacy benchmark\n\n{platform.machine()}, torch "
-              f"{torch.__version__}, {torch.get_num_threads()} threads, CPU; "
+    header = (f"# Worst-case privacy benchmark\n\n{describe_device(resolve_device('auto'))}, "
+              f"torch {torch.__version__}; "
               f"{datetime.now(timezone.utc):%Y-%m-%d}; {args.num_images} generated faces at "
               f"{args.image_size} px, {args.epochs} training epochs, {args.attack_epochs} "
               f"attack epochs (ceilings), {args.reconstruction_epochs} reconstruction epochs, "
