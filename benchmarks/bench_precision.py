@@ -10,7 +10,9 @@ seeds, so their difference is paired seed by seed.
 Prints and writes ``OUT/precision.md`` and ``OUT/precision.json``: each arm's utility, privacy and
 Δ as mean ± 95 % t-interval over seeds, and for each arm against fp32 (and bf16 + channels_last
 against fp32 + channels_last: the precision effect at the fast layout) the paired difference with
-its 95 % interval and paired t-test p-value, in words. ``--resume``-safe: finished runs are reused.
+its 95 % interval, paired t-test p-value and Holm-adjusted p-value over all the contrasts
+reported (one nominally significant contrast among two dozen is what chance gives), in words.
+``--resume``-safe: finished runs are reused.
 
 Usage: python benchmarks/bench_precision.py --out DIR [--seeds 0 1 2 3 4 5 6 7] [--sigma 4]
        [--arms fp32 fp32+cl bf16 bf16+cl]
@@ -28,7 +30,7 @@ import torch
 
 from noisyarl.data.registry import load_splits
 from noisyarl.evaluation.report import format_table
-from noisyarl.evaluation.statistics import paired_t, t_interval
+from noisyarl.evaluation.statistics import holm_adjusted, paired_t, t_interval
 from noisyarl.runners.demo import QUICK, demo_config
 from noisyarl.runners.experiment import run_experiment
 from noisyarl.runners.result import RunResult
@@ -91,10 +93,23 @@ def contrast_rows(results: dict, arms: list[str], sigmas: list[float]) -> list[d
                 rows.append({"sigma": sigma, "contrast": f"{arm} − {reference}",
                              "figure": figure, "difference": comparison.difference,
                              "p_value": comparison.p_value,
-                             "verdict": ("beyond the interval" if comparison.significant
-                                         else "not established"),
+                             "significant": comparison.significant,
                              "words": comparison.words(arm, reference, what=figure)})
+    # Many contrasts are read at once: a verdict must also survive Holm's adjustment over all.
+    for row, p_holm in zip(rows, holm_adjusted([row["p_value"] for row in rows]), strict=True):
+        row["p_holm"] = p_holm
+        row["verdict"] = verdict(row["significant"], p_holm, len(rows))
     return rows
+
+
+def verdict(significant: bool, p_holm: float, family: int) -> str:
+    """A contrast's verdict: beyond its own interval, and whether that survives Holm's
+    adjustment over the ``family`` contrasts of the study."""
+    if not significant:
+        return "not established"
+    if p_holm < 0.05:
+        return f"beyond the interval, also after Holm over {family} contrasts"
+    return f"beyond its own interval only; not after Holm over {family} contrasts"
 
 
 def main() -> None:
@@ -133,8 +148,10 @@ def main() -> None:
                                  ("figure", "figure", "{}"),
                                  ("difference", "paired difference ± 95 % CI", "{:+.2f}"),
                                  ("p_value", "p (paired t)", "{:.3g}"),
+                                 ("p_holm", "p (Holm)", "{:.3g}"),
                                  ("verdict", "verdict", "{}")]),
-        "\n".join(f"- σ={row['sigma']:g}: {row['words']}" for row in contrasts),
+        "\n".join(f"- σ={row['sigma']:g}: {row['words']} Holm-adjusted p = {row['p_holm']:.3g}."
+                  for row in contrasts),
     ]) + "\n"
     atomic_write_text(args.out / "precision.md", text)
     write_json(args.out / "precision.json", {

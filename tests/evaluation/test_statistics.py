@@ -15,6 +15,7 @@ from scipy import stats
 from noisyarl.evaluation.statistics import (
     Interval,
     bootstrap_interval,
+    holm_adjusted,
     paired_bootstrap,
     paired_t,
     t_interval,
@@ -155,3 +156,29 @@ def test_an_interval_round_trips_through_json(values):
     again = Interval.from_dict(json.loads(json.dumps(to_json_value(interval.to_dict()))))
     assert again.mean == interval.mean and again.kind == interval.kind
     assert again.text() == interval.text()
+
+
+def test_holm_adjustment_on_fixed_numbers():
+    # sorted: 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 -> running max 0.06
+    assert holm_adjusted([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # the 24-contrast case of the precision study: p = 0.044 alone is far from 5 % after Holm
+    assert holm_adjusted([0.044] + [0.5] * 23)[0] == pytest.approx(1.0)
+    assert holm_adjusted([0.3]) == [0.3]
+    adjusted = holm_adjusted([0.02, math.nan, 0.04])
+    assert math.isnan(adjusted[1]) and adjusted[0] == pytest.approx(0.04)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        holm_adjusted([0.5, 1.5])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=30))
+def test_holm_never_lowers_a_p_value_and_keeps_their_order(p_values):
+    adjusted = holm_adjusted(p_values)
+    pairs = list(zip(p_values, adjusted, strict=True))
+    assert all(raw <= adj + 1e-12 and adj <= 1.0 for raw, adj in pairs)
+    for raw_a, adj_a in pairs:
+        for raw_b, adj_b in pairs:
+            if raw_a < raw_b:
+                assert adj_a <= adj_b + 1e-12
+    # the smallest p is multiplied by the family size (Bonferroni's step), capped at 1
+    assert min(adjusted) == pytest.approx(min(1.0, len(p_values) * min(p_values)))

@@ -197,6 +197,29 @@ def paired_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nd
     return PairedComparison(interval, p_value, "paired bootstrap over test images")
 
 
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (Holm 1979, *Scand. J. Statist.* 6(2)), in the order
+    given: reject every hypothesis whose adjusted p is below α and the family-wise error rate
+    of the whole family of m tests stays at most α (any dependence between the tests).
+
+    The i-th smallest p becomes max over j ≤ i of (m − j + 1)·p_(j), capped at 1. A NaN p
+    (one pair, no test) stays NaN and does not count in m.
+
+    >>> holm_adjusted([0.01, 0.04, 0.03, 0.005])
+    [0.03, 0.06, 0.06, 0.02]
+    """
+    values = [float(p) for p in p_values]
+    tested = sorted((p, index) for index, p in enumerate(values) if not math.isnan(p))
+    if any(not 0.0 <= p <= 1.0 for p, _ in tested):
+        raise ValueError(f"p-values must lie in [0, 1], got {values}")
+    adjusted = list(values)
+    running = 0.0
+    for rank, (p, index) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[index] = round(running, 15)  # 3 · 0.01 reads 0.03, not 0.030000000000000002
+    return adjusted
+
+
 def _mean_over_rows(resampled: np.ndarray) -> np.ndarray:
     return resampled.mean(axis=1)
 
@@ -220,4 +243,4 @@ def _finite_array(values: Sequence[float] | np.ndarray, name: str,
 
 
 __all__ = ["BOOTSTRAP_RESAMPLES", "CONFIDENCE", "Interval", "IntervalKind", "PairedComparison",
-           "bootstrap_interval", "paired_bootstrap", "paired_t", "t_interval"]
+           "bootstrap_interval", "holm_adjusted", "paired_bootstrap", "paired_t", "t_interval"]
