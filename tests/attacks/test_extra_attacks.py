@@ -19,6 +19,7 @@ from noisyarl.config import (
     load_config,
 )
 from noisyarl.runners.experiment import run_experiment, save_reconstruction_grid
+from noisyarl.runners.result import RunResult
 
 QUICK = {"white_box": {"steps": 3, "valid_images": 4, "test_images": 8,
                        "tv_weights": [0.0, 1.0]},
@@ -100,6 +101,12 @@ def test_a_run_with_extra_attacks_records_them_and_resume_reuses_them(tiny_run_d
     assert (metrics["psnr_strongest"] - metrics["psnr_strongest_baseline"]
             == pytest.approx(gains[strongest]))
     assert "strongest reconstruction" in report
+    # The typed result reads the same recoveries back from metrics.json (distance correlation
+    # reconstructs nothing, so it is not one of them).
+    recoveries = RunResult.load(run_dir).image_recoveries()
+    assert [recovery.attack for recovery in recoveries] == ["reconstruction", "white_box"]
+    assert {recovery.attack: recovery.gain_db for recovery in recoveries} == pytest.approx(gains)
+    assert recoveries[1].psnr_baseline == cells["white_box"]["psnr_baseline"]
     assert (run_dir / "attacks" / "white_box_examples.pt").exists()
     grid = save_reconstruction_grid([("noisy ARL", run_dir)], tmp_path / "strongest.png",
                                     attacks=[metrics["reconstruction_strongest"]])

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from noisyarl.attacks import ATTACKS
+from noisyarl.attacks.base import ImageRecovery
 from noisyarl.attacks.suite import WORST_CASE_COLUMNS
 from noisyarl.evaluation.report import Column
 
@@ -248,6 +250,17 @@ class RunResult:
         if self.utility_valid is None or self.privacy_valid is None:
             return None
         return self.utility_valid - self.privacy_valid
+
+    def image_recoveries(self) -> list[ImageRecovery]:
+        """Every reconstruction attack the run measured, read back from ``metrics.json``: the
+        decoder first, then the ``attacks.extra`` attacks that reconstruct images (input
+        optimisation), in the order they ran; empty when none ran."""
+        stored = {"reconstruction": self.metrics.get("reconstruction"),
+                  **(self.metrics.get("extra_attacks") or {})}
+        results = [ATTACKS[name].result_type.from_dict(values)
+                   for name, values in stored.items() if values]
+        recoveries = [result.image_recovery() for result in results]
+        return [recovery for recovery in recoveries if recovery is not None]
 
     def row(self, label: str | None = None) -> dict[str, Any]:
         """The canonical table row (keys :data:`ROW_KEYS`, then the worst-case keys if the
