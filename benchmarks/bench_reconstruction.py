@@ -11,8 +11,10 @@ again: work on copies). Typical overrides: ``attacks.reconstruction.enabled=true
 Then, for every run, one row per reconstruction attack it measured (``RunResult
 .image_recoveries``): PSNR (dB, data_range 1) and SSIM beside the mean training image's on the
 same test images (the decoder scores the whole test split, input optimisation its first
-``test_images``), the gain over that baseline, and which attack is the strongest (the largest
-gain: the run's worst case, as ``metrics.json``'s ``reconstruction_strongest``). Each row also
+``test_images``), the gain over that baseline with its 95 % t interval over those test images
+(an attack "did not learn" unless the interval lies above 0), and which attack is the
+strongest (the largest gain: the run's worst case, as ``metrics.json``'s
+``reconstruction_strongest``). Each row also
 carries the run's utility and privacy beside their chance levels, because a reconstruction
 figure means little without the trade-off it was bought with.
 
@@ -26,6 +28,7 @@ Usage: OMP_NUM_THREADS=1 python benchmarks/bench_reconstruction.py --out DIR RUN
 from __future__ import annotations
 
 import argparse
+import math
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ import torch
 from noisyarl.attacks.base import strongest_recovery
 from noisyarl.config import load_config
 from noisyarl.evaluation.report import Column, format_table, write_csv
+from noisyarl.evaluation.statistics import Interval
 from noisyarl.runners.experiment import run_experiment, save_reconstruction_grid
 from noisyarl.runners.result import RunResult
 from noisyarl.runtime import describe_device, resolve_device
@@ -51,6 +55,7 @@ COLUMNS: list[Column] = [
     ("psnr", "PSNR (dB)", "{:.2f}"),
     ("psnr_baseline", "PSNR mean image", "{:.2f}"),
     ("gain_db", "gain (dB)", "{:+.2f}"),
+    ("gain_interval", "gain 95 % interval (test images)", "{}"),
     ("ssim", "SSIM", "{:.3f}"),
     ("ssim_baseline", "SSIM mean image", "{:.3f}"),
     ("status", "status", "{}"),
@@ -69,9 +74,17 @@ def reconstruction_rows(label: str, result: RunResult) -> list[dict[str, Any]]:
         "attack": recovery.attack, "psnr": recovery.psnr,
         "psnr_baseline": recovery.psnr_baseline, "gain_db": recovery.gain_db,
         "ssim": recovery.ssim, "ssim_baseline": recovery.ssim_baseline,
-        "status": "" if recovery.learned else "did not learn (not above the mean image)",
+        "gain_interval": _interval_text(recovery.gain),
+        "status": "" if recovery.learned else "did not learn (not beyond the mean image)",
         "strongest": "yes" if recovery is strongest else "",
     } for recovery in recoveries]
+
+
+def _interval_text(gain: Interval | None) -> str:
+    """"[low, high]" of a gain's interval; "—" for a result saved before it was measured."""
+    if gain is None or math.isnan(gain.low):
+        return "—"
+    return f"[{gain.low:+.2f}, {gain.high:+.2f}]"
 
 
 def main() -> None:

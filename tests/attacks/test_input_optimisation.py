@@ -67,12 +67,30 @@ def test_white_box_recovers_images_without_noise_and_degrades_as_sigma_grows(spl
     results = {sigma: WhiteBoxAttack(options).run(identity_target(splits, sigma), SETTINGS)
                for sigma in (0.0, 0.2, 0.8)}
     noise_free = results[0.0]
-    assert noise_free.psnr > 35 and noise_free.learned
+    assert noise_free.psnr > 35 and noise_free.learned and noise_free.psnr_gain.low > 15
     assert noise_free.psnr > results[0.2].psnr > results[0.8].psnr
     assert results[0.2].psnr > results[0.2].baseline.psnr
     assert results[0.8].noise_std == 0.8 and results[0.0].test_images == 16
     assert len(noise_free.valid_psnr) == 3 and noise_free.tv_weight in options.tv_weights
     assert noise_free.reconstructions.shape == (8, 3, SIZE, SIZE)
+
+
+class _Blind(nn.Module):
+    """A client whose z carries nothing about the image (z = 0 · x)."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images * 0.0
+
+
+def test_an_attack_that_stays_at_the_mean_image_did_not_learn(splits):
+    view = ZView(_Blind(), CPU, features=_Blind())
+    target = AttackTarget(view=view, splits=splits, task=None, image_size=SIZE)
+    options = InversionOptions(steps=20, valid_images=4, test_images=16, tv_weights=[0.0])
+    result = WhiteBoxAttack(options).run(target, SETTINGS)
+    assert result.psnr == pytest.approx(result.baseline.psnr, abs=1e-3)
+    assert result.psnr_gain.n == 16 and result.psnr_gain.mean == pytest.approx(0.0, abs=1e-3)
+    assert result.learned is False and result.image_recovery().learned is False
+    assert type(result).from_dict(result.to_dict()).psnr_gain == result.psnr_gain
 
 
 def test_averaging_queries_helps_the_white_box_attacker(splits):

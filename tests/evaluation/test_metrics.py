@@ -14,19 +14,23 @@ from scipy.stats.contingency import association
 
 from noisyarl.evaluation.metrics import (
     MS_SSIM_MIN_SIZE,
+    PSNR_CAP_DB,
     ImageScores,
     advantage,
     beats_chance,
+    beats_mean_image,
     contingency_table,
     cramers_v,
     image_scores,
     mean_image_baseline,
     ms_ssim,
     normalised_delta,
+    per_image_psnr,
     privacy_utility_delta,
     psnr,
     ssim,
 )
+from noisyarl.evaluation.statistics import Interval
 
 # --- privacy-utility delta -------------------------------------------------------------------
 
@@ -357,3 +361,27 @@ def test_mean_image_baseline_rejects_0_to_255_floats_and_mismatched_shapes():
         mean_image_baseline(train, torch.rand(2, 3, 8, 8))
     with pytest.raises(ValueError):
         mean_image_baseline(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 9, 9))
+
+
+# --- per-image PSNR and the mean-image rule ----------------------------------------------------
+
+
+def test_per_image_psnr_averages_to_psnr_and_caps_an_exact_copy():
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.rand(6, 3, 8, 8, generator=generator), torch.rand(6, 3, 8, 8, generator=generator)
+    per_image = per_image_psnr(x, y)
+    assert per_image.shape == (6,) and per_image.dtype == torch.float64
+    assert float(per_image.mean()) == pytest.approx(psnr(x, y), abs=1e-4)
+    assert per_image_psnr(x, x).tolist() == [PSNR_CAP_DB] * 6
+
+
+@pytest.mark.parametrize(("low", "high", "learned"), [
+    (0.2, 1.4, True),      # the whole interval above the mean image
+    (-0.05, 0.07, False),  # +0.01 dB on average is not a recovery
+    (-2.0, -0.5, False),
+    (math.nan, math.nan, False),  # one test image: no interval, no claim
+])
+def test_a_reconstruction_beats_the_mean_image_only_beyond_its_interval(low, high, learned):
+    gain = Interval((low + high) / 2 if not math.isnan(low) else 0.3, low, high, 32,
+                    "t over test images")
+    assert beats_mean_image(gain) is learned

@@ -19,6 +19,7 @@ from noisyarl.evaluation.statistics import (
     paired_bootstrap,
     paired_t,
     t_interval,
+    t_interval_of_sums,
 )
 from noisyarl.utils.io import to_json_value
 
@@ -130,6 +131,23 @@ def test_the_interval_holds_its_mean(values):
     interval = t_interval(values)
     assert interval.low <= interval.mean + 1e-9 and interval.mean - 1e-9 <= interval.high
     assert min(values) - 1e-9 <= interval.mean <= max(values) + 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-100, 100, allow_nan=False), min_size=2, max_size=50))
+def test_the_interval_from_running_sums_is_the_t_interval_of_the_values(values):
+    # What shards of a test split add up under torchrun gives the interval of all its images.
+    from_sums = t_interval_of_sums(len(values), sum(values), sum(v * v for v in values))
+    direct = t_interval(values)
+    assert from_sums.mean == pytest.approx(direct.mean, abs=1e-9)
+    assert from_sums.half_width == pytest.approx(direct.half_width, rel=1e-5, abs=1e-5)
+    assert from_sums.kind == "t over test images" and from_sums.n == len(values)
+
+
+def test_one_value_from_sums_gives_no_interval_and_no_values_are_refused():
+    assert math.isnan(t_interval_of_sums(1, 2.5, 6.25).low)
+    with pytest.raises(ValueError):
+        t_interval_of_sums(0, 0.0, 0.0)
 
 
 @settings(max_examples=60, deadline=None)

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from noisyarl.evaluation.metrics import ImageScores
+from noisyarl.evaluation.statistics import Interval
 from noisyarl.utils.progress import progress
 
 #: Relative decrease of the validation loss that counts as an improvement.
@@ -156,7 +157,10 @@ def fit_until_plateau(
 class ImageRecovery:
     """How well a reconstruction attack recovered the test images it was scored on: PSNR (dB,
     data_range 1) and SSIM, beside the same figures of the mean training image on the same test
-    images; ``learned``: its PSNR beats the mean image's."""
+    images; ``learned``: its gain over the mean image is beyond the interval
+    (:func:`~noisyarl.evaluation.metrics.beats_mean_image`); ``gain``: the mean per-image PSNR
+    gain (dB) with that interval over the test images (None for a result saved before it was
+    measured)."""
 
     attack: str
     psnr: float
@@ -164,6 +168,7 @@ class ImageRecovery:
     psnr_baseline: float
     ssim_baseline: float
     learned: bool
+    gain: Interval | None = None
 
     @property
     def gain_db(self) -> float:
@@ -227,7 +232,11 @@ class ImageAttackResult(AttackResult):
     """Base of the results of attacks that reconstruct images (on [0, 1], PSNR in dB with
     data_range 1): psnr / ssim / mse on the test images the attack scored, averaged over the
     test noise draws; psnr_sd: SD of PSNR over the draws; baseline: the mean training image's
-    figures on the same test images; learned: the PSNR beats the baseline's."""
+    figures on the same test images; psnr_gain: the mean per-image PSNR gain over the baseline
+    (dB) with its t interval over the test images (None in results saved before it was
+    measured); learned: that interval lies above 0
+    (:func:`~noisyarl.evaluation.metrics.beats_mean_image`; older results: PSNR above the
+    baseline's)."""
 
     psnr: float
     ssim: float
@@ -235,10 +244,12 @@ class ImageAttackResult(AttackResult):
     psnr_sd: float
     baseline: ImageScores = field(metadata={"from_dict": lambda values: ImageScores(**values)})
     learned: bool
+    psnr_gain: Interval | None = field(default=None, kw_only=True,
+                                       metadata={"from_dict": Interval.from_dict})
 
     def image_recovery(self) -> ImageRecovery:
         return ImageRecovery(self.attack, self.psnr, self.ssim, self.baseline.psnr,
-                             self.baseline.ssim, self.learned)
+                             self.baseline.ssim, self.learned, self.psnr_gain)
 
 
 def _json_value(value: Any) -> Any:

@@ -30,10 +30,17 @@ from noisyarl.attacks.base import (
     fit_until_plateau,
     not_in_json,
 )
-from noisyarl.attacks.common import reduced_sum, reseed_rank
+from noisyarl.attacks.common import psnr_gain, reduced_sum, reseed_rank
 from noisyarl.attacks.view import AttackTarget, ZView
 from noisyarl.data.base import ImageSplit
-from noisyarl.evaluation.metrics import mean_image_baseline, psnr, ssim
+from noisyarl.evaluation.metrics import (
+    beats_mean_image,
+    mean_image,
+    mean_image_baseline,
+    per_image_psnr,
+    psnr,
+    ssim,
+)
 from noisyarl.models import ReconstructionDecoder
 from noisyarl.runtime.distributed import all_reduce_sum
 from noisyarl.utils.io import atomic_write_bytes
@@ -45,8 +52,9 @@ class ReconstructionResult(ImageAttackResult):
     """Test-split figures of the decoder on [0, 1] images, at its best validation epoch and
     averaged over ``noise_draws`` test passes: mean per-batch PSNR (dB, data_range 1), SSIM
     and MSE; ``psnr_sd``: their spread over the passes. ``baseline``: the same figures of the
-    trivial attack that predicts the mean training image for every test image; ``learned``:
-    the decoder's PSNR beats it.
+    trivial attack that predicts the mean training image for every test image; ``psnr_gain``:
+    the mean per-image PSNR gain over it with its interval over the test images; ``learned``:
+    that interval lies above 0.
 
     originals / reconstructions: the first ``num_examples`` test images [n, 3, S, S] and their
     reconstructions; ``decoder``: the trained decoder (:func:`save_decoder`). None of the
@@ -108,17 +116,20 @@ def run_reconstruction_attack(
     curve = fit_until_plateau(decoder, optimizer, train_epoch, validate, settings,
                               steps_per_epoch=max(len(train) // settings.batch_size, 1),
                               higher_is_better=False, desc="reconstruction attack")
-    draws = [_score(view, decoder, splits["test"], settings.eval_batch_size, num_examples)
+    start = mean_image(train.images, settings.eval_batch_size).to(context.device)
+    draws = [_score(view, decoder, splits["test"], settings.eval_batch_size, num_examples,
+                    mean=start)
              for _ in range(1 if view.deterministic else settings.noise_draws)]
     baseline = mean_image_baseline(train.images, splits["test"].images,
                                    batch_size=settings.eval_batch_size)
     psnrs = [draw.psnr for draw in draws]
+    gain = psnr_gain([draw.gains for draw in draws], context)
     return ReconstructionResult(
         attack="reconstruction", curve=curve, psnr=statistics.fmean(psnrs),
         ssim=statistics.fmean(draw.ssim for draw in draws),
         mse=statistics.fmean(draw.mse for draw in draws),
         psnr_sd=statistics.stdev(psnrs) if len(psnrs) > 1 else 0.0, baseline=baseline,
-        learned=statistics.fmean(psnrs) > baseline.psnr, originals=draws[0].originals,
+        learned=beats_mean_image(gain), psnr_gain=gain, originals=draws[0].originals,
         reconstructions=draws[0].reconstructions, decoder=decoder,
     )
 
@@ -134,20 +145,26 @@ def _checked_z_shape(view: ZView, split: ImageSplit) -> tuple[int, ...]:
 
 @dataclass
 class _Pass:
+    """One pass's figures; gains: per-image PSNR over the mean image [n on this rank] (dB;
+    empty when no mean image was given)."""
+
     psnr: float
     ssim: float
     mse: float
+    gains: torch.Tensor
     originals: torch.Tensor | None
     reconstructions: torch.Tensor | None
 
 
 @torch.no_grad()
 def _score(view: ZView, decoder: nn.Module, split: ImageSplit, batch_size: int,
-           num_examples: int) -> _Pass:
-    """One noisy pass of the decoder over ``split``: figures weighted by batch size."""
+           num_examples: int, *, mean: torch.Tensor | None = None) -> _Pass:
+    """One noisy pass of the decoder over ``split``: figures weighted by batch size; with the
+    mean training image ``mean`` [3, S, S], also each image's PSNR gain over it."""
     context = view.context
     decoder.eval()
     sums = torch.zeros(3, dtype=torch.float64)  # psnr, ssim, mse, each times the batch size
+    gains: list[torch.Tensor] = []
     originals = reconstructions = None
     for images, z, _ in view.batches(split, batch_size):
         if images.shape[0] == 0:  # an empty shard of a small final batch (torchrun)
@@ -158,12 +175,16 @@ def _score(view: ZView, decoder: nn.Module, split: ImageSplit, batch_size: int,
         weight = images.shape[0]
         sums += torch.tensor([psnr(output, images), ssim(output, images),
                               float(F.mse_loss(output, images))], dtype=torch.float64) * weight
+        if mean is not None:
+            gains.append((per_image_psnr(output, images)
+                          - per_image_psnr(mean.expand_as(images), images)).cpu())
         if originals is None and num_examples:
             originals = images[:num_examples].cpu()
             reconstructions = output[:num_examples].clamp(0, 1).cpu()
     n = len(split)
     psnr_sum, ssim_sum, mse_sum = all_reduce_sum(sums, context.distributed).tolist()
-    return _Pass(psnr_sum / n, ssim_sum / n, mse_sum / n, originals, reconstructions)
+    gain = torch.cat(gains) if gains else torch.zeros(0, dtype=torch.float64)
+    return _Pass(psnr_sum / n, ssim_sum / n, mse_sum / n, gain, originals, reconstructions)
 
 
 class ReconstructionAttack(Attack):

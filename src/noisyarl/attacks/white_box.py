@@ -43,9 +43,17 @@ from noisyarl.attacks.base import (
     LearningCurve,
     not_in_json,
 )
+from noisyarl.attacks.common import psnr_gain
 from noisyarl.attacks.view import AttackTarget, ZView
 from noisyarl.data.base import ImageSplit
-from noisyarl.evaluation.metrics import ImageScores, image_scores, mean_image, mean_image_baseline
+from noisyarl.evaluation.metrics import (
+    ImageScores,
+    beats_mean_image,
+    image_scores,
+    mean_image,
+    mean_image_baseline,
+    per_image_psnr,
+)
 from noisyarl.evaluation.plots import save_image_grid
 from noisyarl.utils.io import atomic_torch_save
 
@@ -107,7 +115,8 @@ class InversionResult(ImageAttackResult):
 
     psnr / ssim / mse: means over the ``test_images`` inverted test images and the noise
     draws; psnr_sd: SD of PSNR over the draws. baseline: the mean training image's figures on
-    the same test images; learned: PSNR beats it. tv_weight: λ chosen on validation;
+    the same test images; psnr_gain: the mean per-image PSNR gain over it with its interval over
+    the test images; learned: that interval lies above 0. tv_weight: λ chosen on validation;
     tv_weights / valid_psnr: the grid and each λ's validation PSNR. noise_std: the noise std
     s the likelihood assumed (σ/√queries). surrogate: the black-box attack's surrogate (None
     for the white-box attack). originals / starts / reconstructions: the first test images
@@ -200,6 +209,12 @@ class Inversions:
     def scores(self) -> ImageScores:
         return image_scores(self.reconstructions, self.originals)
 
+    def gains_over(self, mean: torch.Tensor) -> torch.Tensor:
+        """Each image's PSNR gain (dB) over the mean image ``mean`` [3, S, S]: float64 [N]."""
+        baseline = mean.to(self.originals).expand_as(self.originals)
+        return (per_image_psnr(self.reconstructions, self.originals)
+                - per_image_psnr(baseline, self.originals))
+
 
 def invert_split(view: ZView, forward: nn.Module, split: ImageSplit, start: torch.Tensor, *,
                  tv_weight: float, options: InversionOptions) -> Inversions:
@@ -257,13 +272,14 @@ def run_inversion(view: ZView, forward: nn.Module, splits: dict[str, ImageSplit]
     scores = [draw.scores() for draw in draws]
     psnrs = [score.psnr for score in scores]
     baseline = mean_image_baseline(train.images, test.images, batch_size=settings.eval_batch_size)
+    gain = psnr_gain([draw.gains_over(mean_image(train.images)) for draw in draws])
     shown = min(FIGURE_IMAGES, len(test))
     return InversionResult(
         attack=attack, curve=curve or LearningCurve(), psnr=statistics.fmean(psnrs),
         ssim=statistics.fmean(score.ssim for score in scores),
         mse=statistics.fmean(score.mse for score in scores),
         psnr_sd=statistics.stdev(psnrs) if len(psnrs) > 1 else 0.0, baseline=baseline,
-        learned=statistics.fmean(psnrs) > baseline.psnr, tv_weight=tv_weight,
+        learned=beats_mean_image(gain), psnr_gain=gain, tv_weight=tv_weight,
         tv_weights=list(options.tv_weights), valid_psnr=valid_psnr, test_images=len(test),
         valid_images=len(valid), queries=options.queries, noise_std=queried.noise_std,
         steps=options.steps, surrogate=surrogate, originals=draws[0].originals[:shown],

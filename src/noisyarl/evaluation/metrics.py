@@ -8,7 +8,8 @@ Conventions
 * :func:`privacy_utility_delta` takes accuracies in **percent**, as in the paper's tables.
 * Chance is the floor (docs/method.md §7): an accuracy is read beside its split's majority rate
   (:func:`advantage`, :func:`beats_chance`, :func:`normalised_delta`), a reconstruction score
-  beside the mean-image baseline (:func:`mean_image_baseline`).
+  beside the mean-image baseline (:func:`mean_image_baseline`; beyond it only when the
+  per-image PSNR gain's interval lies above 0, :func:`beats_mean_image`).
 * Images are float tensors [N, C, H, W] with values in [0, 1] and ``data_range = 1``. Values
   outside [0, 1] (beyond :data:`RANGE_TOLERANCE`) raise ``ValueError`` so that 0-255 images
   are never scored as if they were [0, 1] images.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +29,9 @@ from torchmetrics.functional.image import (
     peak_signal_noise_ratio,
     structural_similarity_index_measure,
 )
+
+if TYPE_CHECKING:
+    from noisyarl.evaluation.statistics import Interval
 
 #: How far outside [0, 1] an image value may lie (rounding, bfloat16 outputs) before it is an error.
 RANGE_TOLERANCE = 1e-3
@@ -158,6 +163,35 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     x, y = _checked_images(x, y)
     per_image = peak_signal_noise_ratio(x, y, data_range=1.0, reduction="none", dim=(1, 2, 3))
     return float(per_image.mean())
+
+
+#: PSNR (dB) that :func:`per_image_psnr` gives an exact copy (MSE floored at 1e-10), so that
+#: per-image figures stay finite for means and intervals.
+PSNR_CAP_DB = 100.0
+
+
+def per_image_psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of each image pair, ``10·log10(1 / MSE)`` with data_range 1, as float64 [N]
+    (an exact copy scores :data:`PSNR_CAP_DB` rather than ``inf``).
+
+    Args:
+        x, y: [N, C, H, W] images in [0, 1].
+
+    >>> x = torch.full((2, 3, 8, 8), 0.5)
+    >>> values = per_image_psnr(x, x + torch.tensor([0.1, 0.0]).view(2, 1, 1, 1))
+    >>> [round(value, 3) for value in values.tolist()]  # MSE 0.01 -> 20 dB; an exact copy
+    [20.0, 100.0]
+    """
+    x, y = _checked_images(x, y)
+    mse = (x.double() - y.double()).square().flatten(1).mean(dim=1)
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(10.0 ** (-PSNR_CAP_DB / 10.0)))
+
+
+def beats_mean_image(gain: Interval) -> bool:
+    """Whether a reconstruction attack recovered more than the mean training image: the
+    interval of its mean per-image PSNR gain over that baseline (dB, over the test images)
+    lies wholly above 0. A gain without an interval (one test image) does not count."""
+    return bool(gain.low > 0)
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -471,10 +505,12 @@ def _checked_images(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tor
 
 __all__ = [
     "MS_SSIM_MIN_SIZE",
+    "PSNR_CAP_DB",
     "RANGE_TOLERANCE",
     "ImageScores",
     "advantage",
     "beats_chance",
+    "beats_mean_image",
     "binomial_upper_tail",
     "contingency_table",
     "cramers_v",
@@ -483,6 +519,7 @@ __all__ = [
     "mean_image_baseline",
     "ms_ssim",
     "normalised_delta",
+    "per_image_psnr",
     "privacy_utility_delta",
     "psnr",
     "roc_auc",

@@ -5,7 +5,9 @@ Every figure that is compared between rows carries an interval (docs/method.md Â
 * over **seeds**, the Student-t interval of the mean (:func:`t_interval`), for a table of
   several seeds;
 * over **test images**, a percentile bootstrap (:func:`bootstrap_interval`), for a single seed,
-  labelled as such, since it says nothing about training variance;
+  labelled as such, since it says nothing about training variance; or the t interval of a
+  per-image mean from its running sums (:func:`t_interval_of_sums`: shards of a split under
+  torchrun add up without gathering the images);
 * **paired** differences between two rows, seed by seed (:func:`paired_t`) or image by image
   (:func:`paired_bootstrap`): the rows share seeds and test images, so their difference is far
   less noisy than either row.
@@ -24,7 +26,8 @@ import numpy as np
 from scipy import stats
 
 #: How an interval was made: over training seeds, over test images, or from one value only.
-IntervalKind = Literal["t over seeds", "bootstrap over test images", "one value"]
+IntervalKind = Literal["t over seeds", "t over test images", "bootstrap over test images",
+                       "one value"]
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
@@ -127,9 +130,35 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Inter
     mean = float(data.mean())
     if data.size == 1:
         return Interval(mean, math.nan, math.nan, 1, "one value", confidence)
-    sem = float(data.std(ddof=1)) / math.sqrt(data.size)
-    half = float(stats.t.ppf(0.5 + confidence / 2, data.size - 1)) * sem
+    half = _t_half_width(float(data.std(ddof=1)), int(data.size), confidence)
     return Interval(mean, mean - half, mean + half, int(data.size), "t over seeds", confidence)
+
+
+def t_interval_of_sums(count: int, total: float, total_of_squares: float,
+                       confidence: float = CONFIDENCE) -> Interval:
+    """The t interval of a mean over test images from ``count`` values' sum and sum of squares
+    (per-image figures summed shard by shard; the images are the samples, so it says nothing
+    about training variance). One value gives its mean with a NaN interval.
+
+    >>> values = [1.0, 2.0, 3.0]
+    >>> interval = t_interval_of_sums(3, sum(values), sum(v * v for v in values))
+    >>> round(interval.low, 3), round(interval.high, 3), interval.kind
+    (-0.484, 4.484, 't over test images')
+    """
+    if count < 1 or not math.isfinite(total) or not math.isfinite(total_of_squares):
+        raise ValueError(f"need at least one finite value, got count {count}, sum {total}, "
+                         f"sum of squares {total_of_squares}")
+    mean = total / count
+    if count == 1:
+        return Interval(mean, math.nan, math.nan, 1, "one value", confidence)
+    variance = max(total_of_squares - count * mean * mean, 0.0) / (count - 1)
+    half = _t_half_width(math.sqrt(variance), count, confidence)
+    return Interval(mean, mean - half, mean + half, count, "t over test images", confidence)
+
+
+def _t_half_width(sd: float, n: int, confidence: float) -> float:
+    """Half-width of the Student-t interval of a mean of ``n`` values of SD ``sd``."""
+    return float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
 
 
 def bootstrap_interval(samples: Sequence[float] | np.ndarray,
@@ -243,4 +272,5 @@ def _finite_array(values: Sequence[float] | np.ndarray, name: str,
 
 
 __all__ = ["BOOTSTRAP_RESAMPLES", "CONFIDENCE", "Interval", "IntervalKind", "PairedComparison",
-           "bootstrap_interval", "holm_adjusted", "paired_bootstrap", "paired_t", "t_interval"]
+           "bootstrap_interval", "holm_adjusted", "paired_bootstrap", "paired_t", "t_interval",
+           "t_interval_of_sums"]
