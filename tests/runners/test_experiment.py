@@ -112,7 +112,8 @@ def test_arl_hides_the_private_attribute_but_keeps_utility(small_celeba_root, tm
 
 def test_demo_on_a_tiny_plan_writes_summary_and_report(tmp_path, capsys):
     plan = DemoPlan(num_images=240, image_size=40, epochs=1, upper_bound_epochs=1,
-                    attack_epochs=1, sigmas=(1.0,), split=2, batch_size=32)
+                    attack_epochs=1, sigmas=(1.0,), split=2, batch_size=32,
+                    precision="bf16")
     rows = run_demo(tmp_path, plan=plan)
     assert [row["method"] for row in rows] == ["RN18 (upper bound)", "ARL (σ=0)",
                                                 "noisy ARL (σ=1)"]
@@ -129,6 +130,10 @@ def test_demo_on_a_tiny_plan_writes_summary_and_report(tmp_path, capsys):
     report = (tmp_path / "report.md").read_text()
     assert "noisyarl demo" in report and "| utility chance |" in report and "| status |" in report
     assert "Headline privacy" in report
+    assert "precision bf16" in report
+    # Every row of the table in the plan's one precision (README, "Training fast and at scale").
+    assert {json.loads(path.read_text())["precision"]
+            for path in (tmp_path / "runs").glob("*/metrics.json")} == {"bf16"}
     assert "σ chosen on the validation split" in (tmp_path / "sweep" / "report.md").read_text()
     wrote = [line for line in capsys.readouterr().out.splitlines() if "wrote" in line]
     assert len(wrote) == 2 and len(set(wrote)) == 2

@@ -105,8 +105,9 @@ DEFINITIONS: tuple[str, ...] = (
     "training image for the same test images; σ_eff = σ / between-image SD of the client's "
     "output h.",
     "Status 'did not learn (utility / attacker / decoder)': that model did not beat chance "
-    "(exact binomial test; decoder: PSNR not above the mean-image baseline), so its figure "
-    "is no evidence; such rows are never ranked or chosen as best.",
+    "(exact binomial test; decoder: the 95 % interval of its per-image PSNR gain over the "
+    "mean-image baseline not wholly above 0), so its figure is no evidence; such rows are "
+    "never ranked or chosen as best.",
 )
 
 
