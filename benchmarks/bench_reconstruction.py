@@ -74,7 +74,7 @@ def reconstruction_rows(label: str, result: RunResult) -> list[dict[str, Any]]:
         "attack": recovery.attack, "psnr": recovery.psnr,
         "psnr_baseline": recovery.psnr_baseline, "gain_db": recovery.gain_db,
         "ssim": recovery.ssim, "ssim_baseline": recovery.ssim_baseline,
-        "gain_interval": _interval_text(recovery.gain),
+        "gain_interval": _interval_text(recovery.gain_interval),
         "status": "" if recovery.learned else "did not learn (not beyond the mean image)",
         "strongest": "yes" if recovery is strongest else "",
     } for recovery in recoveries]

@@ -158,9 +158,9 @@ class ImageRecovery:
     """How well a reconstruction attack recovered the test images it was scored on: PSNR (dB,
     data_range 1) and SSIM, beside the same figures of the mean training image on the same test
     images; ``learned``: its gain over the mean image is beyond the interval
-    (:func:`~noisyarl.evaluation.metrics.beats_mean_image`); ``gain``: the mean per-image PSNR
-    gain (dB) with that interval over the test images (None for a result saved before it was
-    measured)."""
+    (:func:`~noisyarl.evaluation.metrics.beats_mean_image`); ``gain_interval``: the mean
+    per-image PSNR gain (dB) with that interval over the test images (None for a result saved
+    before it was measured)."""
 
     attack: str
     psnr: float
@@ -168,7 +168,7 @@ class ImageRecovery:
     psnr_baseline: float
     ssim_baseline: float
     learned: bool
-    gain: Interval | None = None
+    gain_interval: Interval | None = None
 
     @property
     def gain_db(self) -> float:

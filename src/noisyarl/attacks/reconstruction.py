@@ -116,9 +116,9 @@ def run_reconstruction_attack(
     curve = fit_until_plateau(decoder, optimizer, train_epoch, validate, settings,
                               steps_per_epoch=max(len(train) // settings.batch_size, 1),
                               higher_is_better=False, desc="reconstruction attack")
-    start = mean_image(train.images, settings.eval_batch_size).to(context.device)
+    train_mean = mean_image(train.images, settings.eval_batch_size).to(context.device)
     draws = [_score(view, decoder, splits["test"], settings.eval_batch_size, num_examples,
-                    mean=start)
+                    mean=train_mean)
              for _ in range(1 if view.deterministic else settings.noise_draws)]
     baseline = mean_image_baseline(train.images, splits["test"].images,
                                    batch_size=settings.eval_batch_size)

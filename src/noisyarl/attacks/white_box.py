@@ -272,7 +272,8 @@ def run_inversion(view: ZView, forward: nn.Module, splits: dict[str, ImageSplit]
     scores = [draw.scores() for draw in draws]
     psnrs = [score.psnr for score in scores]
     baseline = mean_image_baseline(train.images, test.images, batch_size=settings.eval_batch_size)
-    gain = psnr_gain([draw.gains_over(mean_image(train.images)) for draw in draws])
+    train_mean = mean_image(train.images)
+    gain = psnr_gain([draw.gains_over(train_mean) for draw in draws])
     shown = min(FIGURE_IMAGES, len(test))
     return InversionResult(
         attack=attack, curve=curve or LearningCurve(), psnr=statistics.fmean(psnrs),
