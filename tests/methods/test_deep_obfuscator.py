@@ -137,7 +137,7 @@ def test_describe_reports_no_split_and_no_noise():
     assert defence.describe() == {
         "method": "deep_obfuscator", "display_name": "DeepObfuscator", "obfuscates": True,
         "split": None, "sigma": 0.0, "noise": False,
-        "params": {"lambda1": 0.01, "lambda2": 1.0, "lr": 1e-3, "beta1": 0.9, "beta2": 0.999}}
+        "params": {"lambda1": 0.01, "lambda2": 1.0, "lr": 1e-4, "beta1": 0.9, "beta2": 0.999}}
     assert not DeepObfuscator.has_split and not DeepObfuscator.has_noise
     assert DeepObfuscator.obfuscates
 
@@ -154,4 +154,4 @@ def test_bad_params_are_rejected_naming_the_field(field, value):
 
 def test_default_params_are_the_documented_ones():
     params = DeepObfuscatorParams()
-    assert (params.lambda1, params.lambda2, params.lr) == (0.01, 1.0, 1e-3)
+    assert (params.lambda1, params.lambda2, params.lr) == (0.01, 1.0, 1e-4)
