@@ -53,10 +53,10 @@ class DeepObfuscatorParams:
         it on the scale of the utility loss; sweep it for a utility/privacy trade-off.
     lr, beta1, beta2: Adam settings of all four networks. Project's choice: lr 1e-4 with noisy
         ARL's betas (0.9, 0.999). At noisy ARL's lr 1e-3 the VGG16-BN client and tail trained
-        from scratch do not learn the utility task in short budgets, with or without the
-        adversarial terms (Smiling on generated faces at 48 px, 150 steps at batch 32:
-        validation 52.2 % at 1e-3 with lambda1 = lambda2 = 0, 88.8 % at 1e-4 with the default
-        lambdas; benchmarks/RESULTS.md, "DeepObfuscator settings that learn").
+        from scratch did not learn the utility task in short runs at 48 px, with or without the
+        adversarial terms (Smiling on generated faces, 150 steps at batch 32: validation
+        52.2 % at 1e-3 with lambda1 = lambda2 = 0, 88.8 % at 1e-4 with the default lambdas;
+        benchmarks/RESULTS.md, "DeepObfuscator on the trade-off curve").
     """
 
     lambda1: float = 0.01
